@@ -1,0 +1,130 @@
+//! An input as received: its bytes (or the file that holds them), where it came from, when.
+//!
+//! Every channel (files, stdin, SMTP, IMAP) produces envelopes; the pipeline turns each into
+//! exactly one outcome. The origin is recorded with the input for provenance.
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::error::{IngestError, from_io};
+
+/// Where an input came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// A file given to `import` (or found in a directory given to it).
+    File { path: PathBuf },
+    /// The `index`-th message (1-based) of an mbox file.
+    Mbox { path: PathBuf, index: usize },
+    /// One message on standard input (an MTA pipe).
+    Stdin,
+    /// Delivered to our SMTP or LMTP server.
+    Smtp { peer: String, helo: String, mail_from: String, lmtp: bool },
+    /// Fetched from an IMAP mailbox.
+    Imap { mailbox: String, uid: u32 },
+    /// The kept bytes of an input already recorded, run again by `reprocess` (which updates
+    /// that input's row; this origin is never written).
+    Kept { input: i64 },
+}
+
+impl Origin {
+    /// The channel name stored with the input.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Origin::File { .. } | Origin::Mbox { .. } => "file",
+            Origin::Stdin => "stdin",
+            Origin::Smtp { lmtp: false, .. } => "smtp",
+            Origin::Smtp { lmtp: true, .. } => "lmtp",
+            Origin::Imap { .. } => "imap",
+            Origin::Kept { .. } => "file",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path } => write!(f, "{}", path.display()),
+            Origin::Mbox { path, index } => write!(f, "{} (message {index})", path.display()),
+            Origin::Stdin => f.write_str("stdin"),
+            Origin::Smtp { peer, helo, mail_from, .. } => write!(f, "{peer} helo={helo} from=<{mail_from}>"),
+            Origin::Imap { mailbox, uid } => write!(f, "{mailbox} uid {uid}"),
+            Origin::Kept { input } => write!(f, "kept bytes of input {input}"),
+        }
+    }
+}
+
+/// The bytes of an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    /// Large files are streamed from disk rather than read into memory.
+    File(PathBuf),
+}
+
+/// One input.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub origin: Origin,
+    pub payload: Payload,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Size and SHA-256 of an input, which recognise byte-identical inputs before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Envelope {
+    pub fn new(origin: Origin, payload: Payload) -> Self {
+        Envelope { origin, payload, received_at: Utc::now() }
+    }
+
+    /// Hashes the input (reading a file payload once, in 256 KiB steps).
+    pub fn fingerprint(&self) -> Result<Fingerprint, IngestError> {
+        let mut hasher = Sha256::new();
+        let size = match &self.payload {
+            Payload::Bytes(bytes) => {
+                hasher.update(bytes);
+                bytes.len() as u64
+            }
+            Payload::File(path) => {
+                let what = path.display().to_string();
+                let mut file = std::fs::File::open(path).map_err(|err| from_io(err, &what))?;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut size = 0u64;
+                loop {
+                    let n = file.read(&mut buf).map_err(|err| from_io(err, &what))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                size
+            }
+        };
+        Ok(Fingerprint { size, sha256: hasher.finalize().into() })
+    }
+
+    /// The whole input in memory, for keeping a rejected input; `None` when it is larger
+    /// than `cap`.
+    pub fn bytes_up_to(&self, cap: u64) -> Result<Option<Vec<u8>>, IngestError> {
+        match &self.payload {
+            Payload::Bytes(bytes) => Ok((bytes.len() as u64 <= cap).then(|| bytes.clone())),
+            Payload::File(path) => {
+                let what = path.display().to_string();
+                let file = std::fs::File::open(path).map_err(|err| from_io(err, &what))?;
+                let mut bytes = Vec::new();
+                file.take(cap + 1).read_to_end(&mut bytes).map_err(|err| from_io(err, &what))?;
+                Ok((bytes.len() as u64 <= cap).then_some(bytes))
+            }
+        }
+    }
+}

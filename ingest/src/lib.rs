@@ -1,0 +1,26 @@
+//! dmarcpipe-ingest: everything between the bytes of an input and the normalized reports in
+//! it, without a database.
+//!
+//! # Layout
+//! - [`envelope`]: an input as received (bytes or a file, where it came from, when).
+//! - [`unpack`]: sniffing, capped decompression (gzip, zip), MIME walking; finds the report
+//!   documents inside an input.
+//! - [`charset`]: whatever encoding a document is in, to UTF-8.
+//! - [`aggregate`]: the streaming RUA XML parser.
+//! - [`model`]: the normalized report types, enumerations and warnings.
+//! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
+//! - [`limits`] and [`error`]: safety caps and the error type.
+
+pub mod aggregate;
+pub mod charset;
+pub mod envelope;
+pub mod error;
+pub mod inspect;
+pub mod intake;
+pub mod limits;
+pub mod model;
+pub mod unpack;
+
+pub use envelope::{Envelope, Origin, Payload};
+pub use error::{IngestError, Stage};
+pub use limits::Limits;

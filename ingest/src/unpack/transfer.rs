@@ -1,0 +1,100 @@
+//! Lenient MIME transfer decoding (base64, quoted-printable).
+//!
+//! Reporters' base64 comes with 76-, 78- and 80-column lines, CRLF and LF mixed, missing `=`
+//! padding and stray characters; we skip anything outside the alphabet and decode what is
+//! there. The content is validated afterwards by sniffing its magic bytes, not here.
+
+/// Decodes base64, ignoring non-alphabet bytes and missing padding.
+pub(crate) fn base64(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    for &byte in input {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => {
+                // Padding ends a quantum; anything after it starts afresh (concatenated
+                // base64 blocks happen).
+                acc = 0;
+                bits = 0;
+                continue;
+            }
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Decodes quoted-printable; malformed escapes are kept literally.
+pub(crate) fn quoted_printable(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        let byte = input[at];
+        if byte != b'=' {
+            out.push(byte);
+            at += 1;
+            continue;
+        }
+        let rest = &input[at + 1..];
+        if rest.starts_with(b"\r\n") {
+            at += 3;
+        } else if rest.starts_with(b"\n") {
+            at += 2;
+        } else if let (Some(high), Some(low)) = (rest.first().and_then(hex), rest.get(1).and_then(hex)) {
+            out.push(high << 4 | low);
+            at += 3;
+        } else {
+            // Soft line break with trailing blanks, or a stray `=`.
+            let blanks = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+            if rest[blanks..].starts_with(b"\r\n") {
+                at += 1 + blanks + 2;
+            } else if rest[blanks..].starts_with(b"\n") {
+                at += 1 + blanks + 1;
+            } else {
+                out.push(b'=');
+                at += 1;
+            }
+        }
+    }
+    out
+}
+
+fn hex(byte: &u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_tolerates_line_lengths_padding_and_junk() {
+        assert_eq!(base64(b"aGVsbG8gd29ybGQ="), b"hello world");
+        assert_eq!(base64(b"aGVsbG8gd29ybGQ"), b"hello world");
+        assert_eq!(base64(b"aGVs\r\nbG8g\nd29y*bGQ="), b"hello world");
+        assert_eq!(base64(b"aGk=aGk="), b"hihi");
+    }
+
+    #[test]
+    fn quoted_printable_soft_breaks_and_escapes() {
+        assert_eq!(quoted_printable(b"a=3Db=\r\nc=\nd"), b"a=bcd");
+        assert_eq!(quoted_printable(b"caf=C3=A9 = x=  \r\ny"), "café = xy".as_bytes());
+    }
+}

@@ -1,0 +1,174 @@
+//! dmarcpipe-render: pure functions from rows to text. No database, no I/O.
+//!
+//! The caller builds a [`Table`] (named columns, typed cells) from whatever rows it has; this
+//! crate formats it as an aligned terminal table, CSV (RFC 4180, header row first) or JSON (an
+//! array of objects keyed by column name, numbers as numbers).
+
+use comfy_table::{CellAlignment, ContentArrangement, presets};
+use serde_json::{Map, Value};
+
+/// A value in a table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Self {
+        Cell::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Self {
+        Cell::Text(text)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(value: i64) -> Self {
+        Cell::Int(value)
+    }
+}
+
+impl<T: Into<Cell>> From<Option<T>> for Cell {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Cell::Null, Into::into)
+    }
+}
+
+impl Cell {
+    fn display(&self) -> String {
+        match self {
+            Cell::Text(text) => text.clone(),
+            Cell::Int(value) => value.to_string(),
+            Cell::Null => String::new(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Cell::Text(text) => Value::String(text.clone()),
+            Cell::Int(value) => Value::from(*value),
+            Cell::Null => Value::Null,
+        }
+    }
+}
+
+/// Named columns and rows of cells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    pub fn new(columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Table { columns: columns.into_iter().map(Into::into).collect(), rows: Vec::new() }
+    }
+
+    pub fn push(&mut self, row: Vec<Cell>) {
+        self.rows.push(row);
+    }
+}
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Renders `table` in `format`; text output ends with a newline.
+pub fn render(table: &Table, format: Format) -> String {
+    match format {
+        Format::Table => text_table(table),
+        Format::Csv => csv(table),
+        Format::Json => json(table),
+    }
+}
+
+/// An aligned table for a terminal; numbers right-aligned. An empty table says so.
+pub fn text_table(table: &Table) -> String {
+    if table.rows.is_empty() {
+        return "(no rows)\n".to_owned();
+    }
+    let mut out = comfy_table::Table::new();
+    out.load_style(presets::UTF8_HORIZONTAL_ONLY);
+    out.set_content_arrangement(ContentArrangement::Disabled);
+    out.set_header(table.columns.iter().map(comfy_table::Cell::new));
+    for row in &table.rows {
+        out.add_row(row.iter().map(|cell| {
+            let formatted = comfy_table::Cell::new(cell.display());
+            match cell {
+                Cell::Int(_) => formatted.set_alignment(CellAlignment::Right),
+                _ => formatted,
+            }
+        }));
+    }
+    format!("{out}\n")
+}
+
+/// CSV with a header row.
+pub fn csv(table: &Table) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Writing to a Vec cannot fail.
+    let _ = writer.write_record(&table.columns);
+    for row in &table.rows {
+        let _ = writer.write_record(row.iter().map(Cell::display));
+    }
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A JSON array of objects, one per row.
+pub fn json(table: &Table) -> String {
+    let rows: Vec<Value> = table
+        .rows
+        .iter()
+        .map(|row| {
+            let object: Map<String, Value> =
+                table.columns.iter().zip(row).map(|(column, cell)| (column.clone(), cell.json())).collect();
+            Value::Object(object)
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&Value::Array(rows)).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Table {
+        let mut table = Table::new(["source", "messages"]);
+        table.push(vec!["192.0.2.1".into(), 1200.into()]);
+        table.push(vec!["a, \"quoted\" name".into(), Cell::Null]);
+        table
+    }
+
+    #[test]
+    fn csv_quotes_and_has_a_header() {
+        assert_eq!(csv(&sample()), "source,messages\n192.0.2.1,1200\n\"a, \"\"quoted\"\" name\",\n");
+    }
+
+    #[test]
+    fn json_is_an_array_of_objects_with_numbers() {
+        let value: Value = serde_json::from_str(&json(&sample())).expect("valid JSON");
+        assert_eq!(value[0]["messages"], Value::from(1200));
+        assert_eq!(value[1]["messages"], Value::Null);
+        assert_eq!(value[1]["source"], "a, \"quoted\" name");
+    }
+
+    #[test]
+    fn text_tables_align_numbers_and_say_when_empty() {
+        let text = text_table(&sample());
+        assert!(text.contains("192.0.2.1"));
+        assert!(text.lines().any(|line| line.trim_end().ends_with("1200")));
+        assert_eq!(text_table(&Table::new(["a"])), "(no rows)\n");
+    }
+}

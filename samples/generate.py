@@ -1,0 +1,1616 @@
+#!/usr/bin/env python3
+"""Writes the dmarcpipe sample corpus (samples/aggregate/...).
+
+Run from the repository root:  python3 samples/generate.py
+
+Everything here is written by us: reporter names, addresses and IPs are fictional and stay in
+documentation space (example.com/.net/.org, *.example, 192.0.2.0/24, 198.51.100.0/24,
+203.0.113.0/24, 2001:db8::/32). The output is deterministic: gzip members carry mtime 0 and
+no file name, zip entries a fixed timestamp, mails fixed boundaries, Message-IDs and dates.
+Only the Python standard library is used.
+
+Every report's natural key (org_name, report_id, policy domain, begin, end) is checked to be
+unique across the corpus, except for the deliberate duplicate in aggregate/duplicates/.
+"""
+
+import base64
+import calendar
+import gzip
+import io
+import os
+import quopri
+import random
+import time
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+DAY = 86400
+
+
+def day(d, month=11):
+    """Epoch seconds of 2026-<month>-<d> 00:00:00 UTC."""
+    return calendar.timegm((2026, month, d, 0, 0, 0))
+
+
+assert day(1) == 1793491200
+
+
+def maildate(ts, offset_minutes=0, pad_day=True):
+    """RFC 5322 date of epoch `ts`, shown in the zone `offset_minutes` east of UTC."""
+    t = time.gmtime(ts + offset_minutes * 60)
+    sign = "+" if offset_minutes >= 0 else "-"
+    hh, mm = divmod(abs(offset_minutes), 60)
+    mday = f"{t.tm_mday:02d}" if pad_day else str(t.tm_mday)
+    return (f"{WEEKDAYS[t.tm_wday]}, {mday} {MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hh:02d}{mm:02d}")
+
+
+def mbox_date(ts):
+    t = time.gmtime(ts)
+    return (f"{WEEKDAYS[t.tm_wday]} {MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {t.tm_year}")
+
+
+def iso_day(ts):
+    t = time.gmtime(ts)
+    return f"{t.tm_year}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+
+
+WRITTEN = []
+
+
+def write(rel, data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = os.path.join(HERE, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    WRITTEN.append(rel)
+
+
+def gz(data):
+    """gzip with mtime 0 and no file name in the header (Python writes neither FNAME nor a time)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+ZIP_TIME = (2026, 11, 1, 0, 0, 0)
+
+
+def zipped(entries):
+    """entries: (name, bytes, method); a name ending in '/' is a directory entry."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, method in entries:
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.create_system = 3
+            if name.endswith("/"):
+                info.external_attr = (0o40755 << 16) | 0x10
+                info.compress_type = zipfile.ZIP_STORED
+                z.writestr(info, b"")
+            else:
+                if isinstance(data, str):
+                    data = data.encode("utf-8")
+                info.external_attr = 0o100644 << 16
+                info.compress_type = method
+                z.writestr(info, data, compress_type=method, compresslevel=9 if method == zipfile.ZIP_DEFLATED else None)
+    return buf.getvalue()
+
+
+def b64(data, width=76, pad=True):
+    s = base64.b64encode(data).decode("ascii")
+    if not pad:
+        s = s.rstrip("=")
+    return "\n".join(s[i:i + width] for i in range(0, len(s), width))
+
+
+def crlf(text):
+    assert "\r" not in text
+    return text.replace("\n", "\r\n")
+
+
+def esc(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --------------------------------------------------------------------------------------------
+# natural keys
+# --------------------------------------------------------------------------------------------
+
+KEYS = {}
+
+
+def register(label, org, rid, domain, begin, end, dup_of=None):
+    key = (org, rid, domain, begin, end)
+    if dup_of is not None:
+        assert KEYS.get(key) == dup_of, (label, key, KEYS.get(key))
+        return
+    if key in KEYS:
+        raise SystemExit(f"natural key of {label} repeats the one of {KEYS[key]}: {key}")
+    KEYS[key] = label
+
+
+# --------------------------------------------------------------------------------------------
+# XML writer: nodes are (tag, text) / (tag, [children]) / (tag, None) for <tag/> / Raw lines
+# --------------------------------------------------------------------------------------------
+
+class Raw(str):
+    """A line of markup written as is (indented like an element)."""
+
+
+def ser(node, ind, nl, lvl=0, sfx="", pfx=""):
+    pad = ind * lvl
+    if isinstance(node, Raw):
+        return pad + node + sfx + nl
+    tag, val = node
+    name = tag.split(" ", 1)[0]
+    if val is None:
+        return f"{pad}<{pfx}{tag}/>{sfx}{nl}"
+    if isinstance(val, list):
+        out = f"{pad}<{pfx}{tag}>{sfx}{nl}"
+        for child in val:
+            out += ser(child, ind, nl, lvl + 1, sfx, pfx)
+        return out + f"{pad}</{pfx}{name}>{sfx}{nl}"
+    return f"{pad}<{pfx}{tag}>{val}</{pfx}{name}>{sfx}{nl}"
+
+
+def dk(domain, selector, result, human=None):
+    return {"domain": domain, "selector": selector, "result": result, "human_result": human}
+
+
+def sp(domain, result, scope="mfrom", human=None):
+    return {"domain": domain, "scope": scope, "result": result, "human_result": human}
+
+
+def R(ip, count, disp, dkim, spf, header_from, envelope_from=None, envelope_to=None,
+      dkims=(), spfs=(), reasons=(), tail=()):
+    return {"ip": ip, "count": count, "disp": disp, "dkim": dkim, "spf": spf,
+            "header_from": header_from, "envelope_from": envelope_from, "envelope_to": envelope_to,
+            "dkims": list(dkims), "spfs": list(spfs), "reasons": list(reasons), "tail": list(tail)}
+
+
+def record_node(r, ident, dkim_keys, spf_keys, ids_tag="identifiers"):
+    pe = [("disposition", r["disp"]), ("dkim", r["dkim"]), ("spf", r["spf"])]
+    for rtype, comment in r["reasons"]:
+        pe.append(("reason", [("type", rtype)] + ([("comment", esc(comment))] if comment is not None else [])))
+    row = [("source_ip", r["ip"]), ("count", str(r["count"])), ("policy_evaluated", pe)]
+    ids = [(k, r[k]) for k in ident if r.get(k) is not None]
+    auth = []
+    for d in r["dkims"]:
+        auth.append(("dkim", [(k, d[k]) for k in dkim_keys if d.get(k) is not None]))
+    for s in r["spfs"]:
+        auth.append(("spf", [(k, s[k]) for k in spf_keys if s.get(k) is not None]))
+    return ("record", [("row", row), (ids_tag, ids), ("auth_results", auth)] + r["tail"])
+
+
+DECL_GOOGLE = '<?xml version="1.0" encoding="UTF-8" ?>\n'
+DECL_PLAIN = '<?xml version="1.0"?>\n'
+DECL_UTF8 = '<?xml version="1.0" encoding="UTF-8"?>\n'
+NS2 = "urn:ietf:params:xml:ns:dmarc-2.0"
+POLICY_DEFAULT = (("adkim", "r"), ("aspf", "r"), ("p", "reject"), ("sp", "reject"), ("pct", "100"), ("fo", "1"))
+
+
+def feedback(label, org, email, rid, domain, begin, end, records, *, extra=None,
+             policy=POLICY_DEFAULT, version="1.0", decl=DECL_GOOGLE, root="feedback",
+             indent="  ", nl="\n", sfx="", pfx="", ident=("envelope_from", "header_from"),
+             dkim_keys=("domain", "selector", "result"), spf_keys=("domain", "scope", "result"),
+             meta_tail=(), ext=None, begin_text=None, end_text=None, ids_tag="identifiers",
+             dup_of=None, key=True):
+    """Serialises one aggregate report and registers its natural key."""
+    meta = []
+    if org is not None:
+        meta.append(("org_name", esc(org)))
+    if email is not None:
+        meta.append(("email", email))
+    if isinstance(extra, (Raw, tuple)):
+        meta.append(extra)
+    elif extra is not None:
+        meta.append(("extra_contact_info", esc(extra)))
+    if rid is not None:
+        meta.append(("report_id", rid))
+    meta.append(("date_range", [("begin", begin_text or str(begin)), ("end", end_text or str(end))]))
+    meta += list(meta_tail)
+    children = []
+    if version is not None:
+        children.append(("version", version))
+    children.append(("report_metadata", meta))
+    children.append(("policy_published", [("domain", domain)] + list(policy)))
+    if ext is not None:
+        children.append(ext)
+    children += [record_node(r, ident, dkim_keys, spf_keys, ids_tag) for r in records]
+    text = decl + ser((root, children), indent, nl, 0, sfx, pfx)
+    if key:
+        register(label, org if org is not None else email.rsplit("@", 1)[1], rid, domain, begin, end, dup_of)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# record mixes
+# --------------------------------------------------------------------------------------------
+
+def typical(domain, label, p="reject", kinds="own v6 esp fwd list spoof broken"):
+    """A realistic mix of records for one policy domain; counts and addresses vary by label."""
+    rnd = random.Random("records:" + label)
+    sel = rnd.choice(["s2026a", "selector1", "mx2026", "k1", "default", "dkim1"])
+    out = []
+    for kind in kinds.split():
+        if kind == "own":
+            out.append(R(f"192.0.2.{rnd.randint(10, 39)}", rnd.randint(120, 480), "none", "pass", "pass",
+                         domain, domain, dkims=[dk(domain, sel, "pass")], spfs=[sp(domain, "pass")]))
+        elif kind == "v6":
+            ip = f"2001:db8:{rnd.randint(16, 255):x}::{rnd.randint(2, 250):x}"
+            out.append(R(ip, rnd.randint(20, 160), "none", "pass", "pass",
+                         domain, domain, dkims=[dk(domain, sel, "pass")], spfs=[sp(domain, "pass")]))
+        elif kind == "esp":
+            hf, ef = "news." + domain, "bounce.mailer.example"
+            out.append(R(f"198.51.100.{rnd.randint(20, 59)}", rnd.randint(10, 90), "none", "pass", "fail",
+                         hf, ef, dkims=[dk(hf, "mlr2026", "pass"), dk("mailer.example", "k2", "pass")],
+                         spfs=[sp(ef, "pass")]))
+        elif kind == "fwd":
+            out.append(R(f"203.0.113.{rnd.randint(40, 79)}", rnd.randint(1, 25), "none", "pass", "fail",
+                         domain, domain, dkims=[dk(domain, sel, "pass")], spfs=[sp(domain, "softfail")]))
+        elif kind == "list":
+            reasons = [("mailing_list", "lists.example.org")] if p != "none" else []
+            out.append(R(f"198.51.100.{rnd.randint(70, 99)}", rnd.randint(1, 12), "none", "fail", "fail",
+                         domain, "lists.example.org",
+                         dkims=[dk(domain, sel, "fail"), dk("lists.example.org", "list1", "pass")],
+                         spfs=[sp("lists.example.org", "pass")], reasons=reasons))
+        elif kind == "spoof":
+            out.append(R(f"203.0.113.{rnd.randint(180, 249)}", rnd.randint(1, 60), p, "fail", "fail",
+                         domain, domain, spfs=[sp(domain, "fail")]))
+        elif kind == "spoof6":
+            ip = f"2001:db8:bad:{rnd.randint(1, 255):x}::{rnd.randint(2, 250):x}"
+            out.append(R(ip, rnd.randint(1, 30), p, "fail", "fail", domain, "bulk-sender.example",
+                         dkims=[dk("bulk-sender.example", "s1", "pass")], spfs=[sp("bulk-sender.example", "pass")]))
+        elif kind == "broken":
+            disp = "quarantine" if p == "reject" else p
+            reasons = [("local_policy", "reject downgraded to quarantine")] if p == "reject" else []
+            out.append(R(f"203.0.113.{rnd.randint(80, 119)}", rnd.randint(1, 9), disp, "fail", "fail",
+                         domain, "forwarder.example", dkims=[dk(domain, sel, "fail")],
+                         spfs=[sp("forwarder.example", "pass")], reasons=reasons))
+        else:
+            raise ValueError(kind)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# reporter shapes
+# --------------------------------------------------------------------------------------------
+
+def google_xml(label, rid, domain, begin, p="reject", kinds="own v6 esp fwd spoof"):
+    return feedback(label, "google.example", "noreply-dmarc-support@google.example", rid, domain,
+                    begin, begin + DAY - 1, typical(domain, label, p, kinds),
+                    extra="https://support.google.example/a/answer/2466580",
+                    policy=(("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", p), ("pct", "100"), ("np", p)),
+                    decl=DECL_GOOGLE, ident=("header_from",),
+                    dkim_keys=("domain", "result", "selector"), spf_keys=("domain", "result"))
+
+
+def outlook_xml(label, rid, domain, begin, p="quarantine", kinds="own v6 esp fwd spoof broken",
+                extra=Raw("<extra_contact_info />")):
+    recs = typical(domain, label, p, kinds)
+    for i, r in enumerate(recs):
+        r["envelope_to"] = "hotmail.example" if i % 3 == 2 else "outlook.example"
+    return feedback(label, "Outlook.example", "dmarcreport@microsoft.example", rid, domain,
+                    begin, begin + DAY, recs, extra=extra,
+                    policy=(("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", p), ("pct", "100"), ("fo", "0")),
+                    decl=DECL_PLAIN,
+                    root='feedback xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+                         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"',
+                    ident=("envelope_to", "envelope_from", "header_from"))
+
+
+def yahoo_xml(label, rid, domain, begin, p="reject", kinds="own esp fwd spoof", dup_of=None):
+    recs = typical(domain, dup_of or label, p, kinds)
+    recs[-1]["dkims"] = []
+    return feedback(label, "yahoo.example", "dmarchelp@yahooinc.example", rid, domain,
+                    begin, begin + DAY - 1, recs, version=None,
+                    policy=(("adkim", "r"), ("aspf", "r"), ("p", p), ("pct", "100")),
+                    decl=DECL_PLAIN, sfx="\t", ident=("header_from",),
+                    dkim_keys=("domain", "selector", "result"), spf_keys=("domain", "result"), dup_of=dup_of)
+
+
+def mailru_xml(label, rid_prefix, domain, begin, p="quarantine", kinds="own esp spoof spoof6 list"):
+    return feedback(label, "mail.ru.example", "dmarc_support@corp.mail.ru.example", f"{rid_prefix}{begin}",
+                    domain, begin, begin + DAY, typical(domain, label, p, kinds),
+                    extra="http://help.mail.ru.example/mail-help", version=None,
+                    policy=(("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", "none"), ("pct", "100")),
+                    decl="<?xml version='1.0' encoding='utf-8'?>", indent="", nl="", ident=("header_from",))
+
+
+def gmx_xml(label, rid, domain, begin, p="reject", kinds="own v6 esp fwd spoof", records=None):
+    recs = records if records is not None else typical(domain, label, p, kinds)
+    return feedback(label, "gmx.example", "noreply-dmarc@sicher.gmx.example", rid, domain,
+                    begin, begin + DAY - 1, recs,
+                    extra="https://postmaster.gmx.example/en/case?c=r2002",
+                    meta_tail=[("generator", "GMX DMARC Reporter 3.1.4")],
+                    policy=(("discovery_method", "psl"), ("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", p),
+                            ("np", "reject"), ("testing", "n")),
+                    decl=DECL_UTF8, root=f'feedback xmlns="{NS2}"', indent="   ",
+                    dkim_keys=("domain", "selector", "result", "human_result"),
+                    spf_keys=("domain", "scope", "result", "human_result"))
+
+
+def isp_xml(label, org, email, rid, domain, begin, p="reject", kinds="own esp fwd list spoof", **kw):
+    """The common xs4all/OpenDMARC-like shape: version 1.0, envelope_from, selectors, scopes."""
+    return feedback(label, org, email, rid, domain, begin, begin + DAY - 1, typical(domain, label, p, kinds),
+                    extra=kw.pop("extra", f"mailto:{email}"),
+                    policy=kw.pop("policy", (("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", p),
+                                             ("pct", "100"), ("fo", "1"))), **kw)
+
+
+def html_summary(domain, begin, end, records, reporter="Microsoft Corporation"):
+    rows = "\n".join(
+        f'<tr><td>{r["ip"]}</td><td>{r["count"]}</td><td>{r["header_from"]}</td>'
+        f'<td>{r["spf"]}</td><td>{r["dkim"]}</td><td>{r["disp"]}</td></tr>' for r in records)
+    return (f"""<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><title>DMARC aggregate report for {domain}</title></head>
+<body style="font-family:Segoe UI, sans-serif; font-size:14px;">
+<p><b>[Preview]</b> This is a DMARC aggregate report from {reporter} (fictional sample) for
+{domain}, for email received between {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(begin))} UTC and
+{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(end))} UTC.</p>
+<table border="1" cellpadding="4" style="border-collapse:collapse;">
+<tr><th>Source IP</th><th>Messages</th><th>Header From</th><th>SPF</th><th>DKIM</th><th>Disposition</th></tr>
+{rows}
+</table>
+<p style="color:#666666; font-size:12px;">Please do not respond to this e-mail. This mailbox is not
+monitored. The machine-readable report, if any, is attached.</p>
+</body>
+</html>
+""")
+
+
+# --------------------------------------------------------------------------------------------
+# mails
+# --------------------------------------------------------------------------------------------
+
+def google_mail(xml, rid, domain, begin, to, arrived):
+    name = f"google.example!{domain}!{begin}!{begin + DAY - 1}"
+    z = zipped([(name + ".xml", xml, zipfile.ZIP_DEFLATED)])
+    return f"""Return-Path: <noreply-dmarc-support@google.example>
+Received: from mail-sor-f73.google.example (mail-sor-f73.google.example [2001:db8:4860:4864::49])
+\tby mx.{domain} (Postfix) with ESMTPS id 4ZqL8m2Vb1z9s
+\tfor <{to}>; {maildate(arrived)}
+MIME-Version: 1.0
+Date: {maildate(arrived - 41, -480)}
+Message-ID: <{rid}@google.example>
+Subject: Report domain: {domain} Submitter: google.example Report-ID: {rid}
+From: noreply-dmarc-support@google.example
+To: {to}
+Content-Type: application/zip; 
+\tname="{name}.zip"
+Content-Disposition: attachment; 
+\tfilename="{name}.zip"
+Content-Transfer-Encoding: base64
+
+{b64(z)}
+"""
+
+
+def yahoo_mail(gz_bytes, rid, domain, begin, to, arrived):
+    name = f"yahoo.example!{domain}!{begin}!{begin + DAY - 1}.xml.gz"
+    bnd = f"_----------=_{arrived}408154728"
+    text = "This is an aggregate report from Yahoo Example."
+    return f"""Return-Path: <noreply@dmarc.yahoo.example>
+Received: from sonic301-7.consmr.mail.gq1.yahoo.example (sonic301-7.consmr.mail.gq1.yahoo.example [198.51.100.131])
+\tby mx.{domain} (Postfix) with ESMTP id 7DD60DEB22
+\tfor <{to}>; {maildate(arrived, pad_day=False)}
+MIME-Version: 1.0
+Content-Transfer-Encoding: binary
+Content-Type: multipart/mixed; boundary="{bnd}"
+X-Mailer: MIME::Lite 3.033 (F2.85; T2.17; A2.21; B3.16; Q3.16)
+Date: {maildate(arrived - 2, -480, pad_day=False)}
+From: noreply@dmarc.yahoo.example
+To: {to}
+Subject: Report Domain: {domain} Submitter: yahoo.example Report-ID: <{rid}>
+Message-Id: <{arrived}.{rid.split('.')[-1]}@dmarc.yahoo.example>
+
+This is a multi-part message in MIME format.
+
+--{bnd}
+Content-Disposition: inline
+Content-Length: {len(text)}
+Content-Transfer-Encoding: binary
+Content-Type: text/plain
+
+{text}
+--{bnd}
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+Content-Type: application/gzip; name="{name}"
+
+{b64(gz_bytes)}
+
+--{bnd}--
+
+"""
+
+
+def isp_mail(gz_bytes, *, org, sender, rid, domain, begin, to, arrived, text, ctype="application/gzip",
+             filename=None, boundary=None, width=76, pad=True, extra_headers=""):
+    """xs4all/OpenDMARC-like mail: text/plain part plus one base64 attachment."""
+    filename = filename or f"{org}!{domain}!{begin}!{begin + DAY - 1}.xml.gz"
+    boundary = boundary or f"{org}-{arrived}-{abs(hash_int(rid)) % 10000000}"
+    return f"""Return-Path: <{sender}>
+Received: from smtp-out.{org} (smtp-out.{org} [192.0.2.253])
+\tby mx.{domain} (Postfix) with ESMTPS id {hash_int(rid) % 0xFFFFFFFFF:09X}
+\tfor <{to}>; {maildate(arrived, 60)}
+From: {sender}
+To: {to}
+Subject: Report Domain: {domain}
+    Submitter: {org}
+    Report-ID: <{rid}>
+Message-ID: <{rid}>
+MIME-Version: 1.0
+Content-Type: multipart/mixed;
+    boundary="{boundary}"
+{extra_headers}Date: {maildate(arrived, 60)}
+
+--{boundary}
+Content-Disposition: inline
+Content-Type: text/plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+{text}
+
+--{boundary}
+Content-Type: {ctype}; name="{filename}"
+Content-Disposition: attachment; filename="{filename}"
+Content-Transfer-Encoding: base64
+
+{b64(gz_bytes, width, pad)}
+
+--{boundary}--
+"""
+
+
+def hash_int(text):
+    """A stable small integer from a string (Python's hash() is salted per process)."""
+    value = 0
+    for ch in text.encode("utf-8"):
+        value = (value * 131 + ch) % 0xFFFFFFFFFFFF
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate/ : reporter shapes
+# --------------------------------------------------------------------------------------------
+
+def reporter_shapes():
+    # --- Google: single-part mail whose body is the zip (CRLF, as on the wire) ---------------
+    rid = "4902317586213098471"
+    xml = google_xml("aggregate/google-zip-in-mail.eml", rid, "example.com", day(1),
+                     kinds="own v6 esp fwd spoof spoof6")
+    write("aggregate/google-zip-in-mail.eml",
+          crlf(google_mail(xml, rid, "example.com", day(1), "dmarc-reports@example.com", day(2) + 22367)))
+
+    # --- Outlook.com: plain XML with xsd/xsi declarations -------------------------------------
+    write("aggregate/outlook-xsi.xml",
+          outlook_xml("aggregate/outlook-xsi.xml", "c2f7a5d1e39b4f0a8d6b2e91f4a7c305", "example.net", day(1)))
+
+    # --- Microsoft "[Preview]" mail: HTML summary + gzip attachment ---------------------------
+    label = "aggregate/outlook-preview-mail.eml"
+    rid = "5e8d0b7c41a24f39b6c1d2e3f4a5b697"
+    begin = day(2)
+    recs_label = label
+    xml = outlook_xml(label, rid, "example.org", begin, p="reject", kinds="own v6 esp list spoof broken")
+    recs = typical("example.org", recs_label, "reject", "own v6 esp list spoof broken")
+    html = html_summary("example.org", begin, begin + DAY, recs)
+    name = f"enterprise.protection.outlook.example!example.org!{begin}!{begin + DAY}.xml.gz"
+    data = gz(xml)
+    arrived = day(3) + 16277
+    bnd = f"_002_{rid}_"
+    write("aggregate/outlook-preview-mail.eml", f"""Received: from DM6PR11MB4123.namprd11.prod.outlook.example (2001:db8:6a0::1c) by
+ mx.example.org with ESMTPS id 4ZqKXb1h2Cz3; {maildate(arrived)}
+From: DMARC Aggregate Report <dmarcreport@microsoft.example>
+To: <dmarc-reports@example.org>
+Subject: [Preview] Report Domain: example.org Submitter: enterprise.protection.outlook.example
+ Report-ID: {rid}
+Thread-Topic: [Preview] Report Domain: example.org Submitter:
+ enterprise.protection.outlook.example Report-ID: {rid}
+Date: {maildate(arrived - 3, pad_day=False)}
+Message-ID: <{rid}@dmarc.microsoft.example>
+Content-Language: en-US
+X-MS-Has-Attach: yes
+Content-Type: multipart/mixed;
+\tboundary="{bnd}"
+MIME-Version: 1.0
+
+--{bnd}
+Content-Type: text/html; charset="utf-8"
+Content-Transfer-Encoding: base64
+
+{b64(html.encode("utf-8"))}
+
+--{bnd}
+Content-Type: application/gzip;
+\tname="{name}"
+Content-Description: {name}
+Content-Disposition: attachment;
+\tfilename="{name}"; size={len(data)};
+\tcreation-date="{maildate(arrived - 3).replace("+0000", "GMT")}";
+\tmodification-date="{maildate(arrived - 3).replace("+0000", "GMT")}"
+Content-Transfer-Encoding: base64
+
+{b64(data)}
+
+--{bnd}--
+""")
+
+    # --- Yahoo: gzip of plain XML (no <version>, trailing tabs) -------------------------------
+    xml = yahoo_xml("aggregate/yahoo.xml.gz", "1793563117.482913", "example.com", day(1))
+    write("aggregate/yahoo.xml.gz", gz(xml))
+    # the same report again, delivered as a mail: aggregate/duplicates/
+    dup = yahoo_xml("aggregate/duplicates/yahoo-again.eml", "1793563117.482913", "example.com", day(1),
+                    dup_of="aggregate/yahoo.xml.gz")
+    assert dup == xml
+    write("aggregate/duplicates/yahoo-again.eml",
+          yahoo_mail(gz(xml), "1793563117.482913", "example.com", day(1), "dmarc-reports@example.com",
+                     day(2) + 7280))
+
+    # --- Mail.Ru-like: one line, single-quoted declaration, no newline after it ---------------
+    write("aggregate/mailru.xml",
+          mailru_xml("aggregate/mailru.xml", "4719305528163047391", "example.net", day(2)))
+
+    # --- GMX-like RFC 9990 (default dmarc-2.0 namespace) --------------------------------------
+    d = "example.org"
+    recs = typical(d, "aggregate/gmx-dmarc2.xml", "reject", "own v6 esp fwd spoof")
+    recs[0]["disp"] = "pass"
+    for r in recs:
+        for s in r["spfs"]:
+            s["human_result"] = {"pass": "sender is authorized", "softfail": "sender is not authorized (~all)",
+                                 "fail": "sender is not authorized (-all)"}.get(s["result"])
+    recs[2]["dkims"][0]["human_result"] = "signature verified"
+    write("aggregate/gmx-dmarc2.xml",
+          gmx_xml("aggregate/gmx-dmarc2.xml", "9b1f3e6a0c4d4e7f8a2b5c6d7e8f9012", d, day(1), records=recs))
+
+    # --- Amazon SES-like: application/octet-stream, RFC 2231 split name -----------------------
+    label = "aggregate/amazonses-octet-stream.eml"
+    rid = "6b1c0e52-8f3d-4c2a-9e71-3d5f0a9b2c48"
+    begin = day(31, 10)
+    xml = feedback(label, "amazonses.example", "postmaster@amazonses.example", rid, "example.org",
+                   begin, begin + DAY, typical("example.org", label, "none", "own esp fwd spoof"),
+                   policy=(("adkim", "r"), ("aspf", "r"), ("p", "none"), ("sp", "none"), ("pct", "100"),
+                           ("fo", "0")),
+                   decl=DECL_PLAIN, indent="\t", spf_keys=("domain", "result"))
+    base = f"amazonses.example!example.org!{begin}!{begin + DAY}."
+    arrived = day(1) + 36365
+    bnd = "----=_Part_118204_1793527165.1793527165432"
+    write(label, f"""Received: from a8-31.smtp-out.amazonses.example (a8-31.smtp-out.amazonses.example [198.51.100.31])
+\tby mx.example.org (Postfix) with ESMTPS id 5B2C17E19D
+\tfor <dmarc-reports@example.org>; {maildate(arrived)}
+From: postmaster@amazonses.example
+To: dmarc-reports@example.org
+Message-ID: <0100019a3b7c5e21-{rid}-000000@email.amazonses.example>
+Subject: Dmarc Aggregate Report Domain: {{example.org}}  Submitter: {{Amazon SES}}
+  Date: {{{iso_day(begin)}}}  Report-ID: {{{rid}}}
+MIME-Version: 1.0
+Content-Type: multipart/mixed; 
+\tboundary="{bnd}"
+Date: {maildate(arrived - 1, pad_day=False)}
+Feedback-ID: 1.us-east-1.QmFzZTY0LWZpY3Rpb25hbA==:AmazonSES
+X-SES-Outgoing: 2026.11.01-198.51.100.31
+
+--{bnd}
+Content-Type: text/plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+This MIME email was sent through Amazon SES.
+--{bnd}
+Content-Type: application/octet-stream; 
+\tname*0="{base}";
+\tname*1="xml.gz"
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment; 
+\tfilename*0="{base}";
+\tfilename*1="xml.gz"
+
+{b64(gz(xml))}
+--{bnd}--
+""")
+
+    # --- Fastmail-like: text/plain 8bit UTF-8 + application/gzip ------------------------------
+    label = "aggregate/fastmail.eml"
+    rid = "1793498761"
+    begin = day(31, 10)
+    xml = feedback(label, "fastmail.example", "reports@fastmaildmarc.example", rid, "example.com",
+                   begin, begin + DAY - 1, typical("example.com", label, "quarantine", "own v6 esp list spoof"),
+                   extra="https://fastmail.example/",
+                   policy=(("p", "quarantine"), ("sp", "quarantine"), ("pct", "100"), ("fo", "0")),
+                   decl=DECL_PLAIN, indent="\t", ident=("envelope_to", "envelope_from", "header_from"))
+    name = f"fastmail.example!example.com!{begin}!{begin + DAY - 1}!{rid}.xml.gz"
+    arrived = day(1) + 11561
+    bnd = f"_----------=_{arrived}1842107"
+    write(label, f"""Return-Path: <noreply-dmarc@fastmail.example>
+Received: from mx.fastmail.example (out3-smtp.fastmail.example [2001:db8:f00::33])
+\tby mx.example.com (Postfix) with ESMTPS id 4ZqJ0s1n6Kz1
+\tfor <dmarc-reports@example.com>; {maildate(arrived)}
+From: "Fastmail DMARC Reports" <noreply-dmarc@fastmail.example>
+To: "DMARC reports for example.com" <dmarc-reports@example.com>
+Subject: Report Domain: example.com Submitter: fastmail.example Report-ID: <{rid}>
+Date: {maildate(arrived, 660)}
+Message-Id: <{rid}.{arrived}@fastmail.example>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="{bnd}"
+
+This is a multi-part message in MIME format.
+
+--{bnd}
+Content-Type: text/plain; charset="utf-8"
+Content-Disposition: inline
+Content-Transfer-Encoding: 8bit
+
+This is a DMARC aggregate report for example.com, period {iso_day(begin)} 00:00–23:59 UTC.
+Ceci est un rapport agrégé DMARC — Dies ist ein DMARC-Sammelbericht für Ihre Domäne.
+Questions? Write to “reports@fastmaildmarc.example” ✉
+
+--{bnd}
+Content-Type: application/gzip; name="{name}"
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+
+{b64(gz(xml))}
+
+--{bnd}--
+""")
+
+    # --- forwarded by a human as message/rfc822 ----------------------------------------------
+    label = "aggregate/forwarded.eml"
+    org = "mail.reporter.example"
+    begin = day(30, 10)
+    rid = f"{org}.{begin + 93283}.4410327@dmarc-reports.{org}"
+    xml = isp_xml(label, org, f"noreply@dmarc-reports.{org}", rid, "example.net", begin, p="quarantine")
+    inner = isp_mail(gz(xml), org=org, sender=f"noreply@dmarc-reports.{org}", rid=rid, domain="example.net",
+                     begin=begin, to="alice@example.net", arrived=begin + 93283,
+                     text="This is a DMARC (rfc7489) aggregate report for your domain.\n"
+                          "For more information, see https://dmarc.example/")
+    arrived = begin + 2 * DAY + 30011
+    bnd = "------------fwd0A1B2C3D4E5F60718"
+    write(label, f"""Return-Path: <alice@example.net>
+Received: from [192.0.2.77] (laptop.example.net [192.0.2.77])
+\tby mx.example.net (Postfix) with ESMTPSA id 3B1F0DEB40
+\tfor <dmarc-reports@example.net>; {maildate(arrived, 60)}
+Message-ID: <8c1e5a3f-2b7d-4e91-a0c6-5d2f7b9e1a34@example.net>
+Date: {maildate(arrived - 12, 60)}
+MIME-Version: 1.0
+User-Agent: Mozilla Thunderbird
+From: Alice Admin <alice@example.net>
+To: dmarc-reports@example.net
+Subject: Fwd: Report Domain: example.net Submitter: {org} Report-ID:
+ <{rid}>
+Content-Type: multipart/mixed; boundary="{bnd}"
+
+This is a multi-part message in MIME format.
+--{bnd}
+Content-Type: text/plain; charset=UTF-8; format=flowed
+Content-Transfer-Encoding: 7bit
+
+Hi,
+
+this report landed in my own inbox instead of the reports mailbox.
+Forwarding it as an attachment so that the pipeline picks it up.
+
+Alice
+
+--{bnd}
+Content-Type: message/rfc822; name="Report Domain example.net Submitter {org}.eml"
+Content-Disposition: attachment;
+ filename="Report Domain example.net Submitter {org}.eml"
+
+{inner}
+--{bnd}--
+""")
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate/several.mbox, aggregate/maildir/, aggregate/multi-report.zip
+# --------------------------------------------------------------------------------------------
+
+def human_lunch_mail():
+    return f"""Return-Path: <bob@example.org>
+Received: from [198.51.100.12] (desk-17.example.org [198.51.100.12])
+\tby mx.example.org (Postfix) with ESMTPSA id 9C2D1DEB55
+\tfor <dmarc-reports@example.org>; {maildate(day(3) + 40212, 60)}
+From: Bob Builder <bob@example.org>
+To: Team <dmarc-reports@example.org>
+Subject: Lunch on Friday?
+Date: {maildate(day(3) + 40200, 60)}
+Message-ID: <lunch-20261103.1@example.org>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+Hi all,
+
+shall we try the new noodle bar on Friday at 12:30?
+>From what I heard, they have a lunch menu for 9.50 €.
+
+Reply by Thursday so I can book a table for everybody.
+
+Bob
+"""
+
+
+def mbox_message(sender, ts, message):
+    for line in message.split("\n"):
+        assert not line.startswith("From "), line
+    assert message.endswith("\n")
+    return f"From {sender} {mbox_date(ts)}\n{message}\n"
+
+
+def mailboxes():
+    # --- several.mbox: three reports and one human mail -------------------------------------
+    rid_g = "11840372619305527164"
+    xml_g = google_xml("aggregate/several.mbox#1", rid_g, "example.org", day(2), p="quarantine",
+                       kinds="own esp fwd spoof")
+    m1 = google_mail(xml_g, rid_g, "example.org", day(2), "dmarc-reports@example.org", day(3) + 1862)
+
+    m2 = human_lunch_mail()
+
+    rid_y = "1793649522.118204"
+    xml_y = yahoo_xml("aggregate/several.mbox#2", rid_y, "example.net", day(2), p="quarantine",
+                      kinds="own v6 esp spoof")
+    m3 = yahoo_mail(gz(xml_y), rid_y, "example.net", day(2), "dmarc-reports@example.net", day(3) + 8322)
+
+    org = "dmarc.isp.example"
+    rid_i = f"{org}.1793736011.5513@{org}"
+    xml_i = isp_xml("aggregate/several.mbox#4", org, f"noreply@{org}", rid_i, "example.com", day(3))
+    m4 = isp_mail(gz(xml_i), org=org, sender=f"noreply@{org}", rid=rid_i, domain="example.com", begin=day(3),
+                  to="dmarc-reports@example.com", arrived=day(4) + 2411,
+                  text="This is a DMARC aggregate report for your domain.")
+    write("aggregate/several.mbox",
+          mbox_message("noreply-dmarc-support@google.example", day(3) + 1862, m1)
+          + mbox_message("noreply@dmarc.yahoo.example", day(3) + 8322, m3)
+          + mbox_message("bob@example.org", day(3) + 40212, m2)
+          + mbox_message(f"noreply@{org}", day(4) + 2411, m4))
+
+    # --- maildir/: two mails in new/, one in cur/ (seen), an empty tmp/ ------------------------
+    begin = day(31, 10)
+    rid = "0a7c3e9d5b2f4c1e8d6a9b3f7e2c5d14"
+    xml = gmx_xml("aggregate/maildir/new/1793500000.M1P1.host.example", rid, "example.com", begin)
+    name = f"gmx.example!example.com!{begin}!{begin + DAY - 1}.xml.gz"
+    arrived = 1793500000
+    write("aggregate/maildir/new/1793500000.M1P1.host.example", f"""Return-Path: <noreply-dmarc@sicher.gmx.example>
+Delivered-To: dmarc-reports@example.com
+Received: from mout.gmx.example (mout.gmx.example [203.0.113.15])
+\tby mx.example.com (Postfix) with ESMTPS id 4ZqH7k0bCxz2
+\tfor <dmarc-reports@example.com>; {maildate(arrived)}
+From: noreply-dmarc@sicher.gmx.example
+To: dmarc-reports@example.com
+Subject: Report Domain: example.com Submitter: gmx.example Report-ID: <{rid}>
+Date: {maildate(arrived - 5, 60)}
+Message-ID: <{rid}@gmx.example>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="gmx-report-{rid[:12]}"
+
+--gmx-report-{rid[:12]}
+Content-Type: text/plain; charset=UTF-8
+Content-Transfer-Encoding: 7bit
+
+This is a DMARC aggregate report (RFC 9990) from gmx.example.
+
+--gmx-report-{rid[:12]}
+Content-Type: application/gzip; name="{name}"
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+
+{b64(gz(xml))}
+--gmx-report-{rid[:12]}--
+""")
+
+    xml = mailru_xml("aggregate/maildir/new/1793500001.M2P1.host.example", "2963051187402265189",
+                     "example.org", begin, p="reject")
+    rid = f"2963051187402265189{begin}"
+    name = f"mail.ru.example!example.org!{begin}!{begin + DAY}.xml.gz"
+    arrived = 1793500001
+    bnd = "===============8061452213386742210=="
+    write("aggregate/maildir/new/1793500001.M2P1.host.example", f"""Return-Path: <dmarc_support@corp.mail.ru.example>
+Delivered-To: dmarc-reports@example.org
+Received: from relay7.m.mailru.example (relay7.m.mailru.example [203.0.113.51])
+\tby mx.example.org (Postfix) with ESMTPS id 776AFDEB1A
+\tfor <dmarc-reports@example.org>; {maildate(arrived)}
+Content-Type: multipart/mixed; boundary="{bnd}"
+MIME-Version: 1.0
+Subject: Report Domain: example.org; Submitter: mail.ru.example;
+ Report-ID: {rid}
+From: dmarc_support@corp.mail.ru.example
+To: dmarc-reports@example.org
+Message-ID: <dmarc-{arrived}@corp.mail.ru.example>
+Date: {maildate(arrived, 180)}
+Auto-Submitted: auto-generated
+
+--{bnd}
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+Content-Transfer-Encoding: base64
+
+{b64("This is an aggregate report from mail.ru.example.".encode())}
+
+--{bnd}
+Content-Type: application/gzip
+MIME-Version: 1.0
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment;
+ filename="{name}"
+
+{b64(gz(xml))}
+
+--{bnd}--
+""")
+
+    begin = day(30, 10)
+    rid = "7d3a9c1e5b2f4e6a8c0d2b4f6e8a0c13"
+    label = "aggregate/maildir/cur/1793413600.M3P1.host.example:2,S"
+    xml = outlook_xml(label, rid, "example.com", begin, p="none", kinds="own v6 esp spoof",
+                      extra=None)
+    name = f"protection.outlook.example!example.com!{begin}!{begin + DAY}.xml.gz"
+    arrived = 1793413600
+    bnd = f"_000_{rid}_"
+    html = ('<div style ="font-family:Segoe UI; font-size:14px;">This is a DMARC aggregate report from '
+            'Microsoft Corporation (fictional sample). For Emails received between '
+            f'{time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(begin))} UTC to '
+            f'{time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(begin + DAY))} UTC.</ div><br /><br />')
+    write(label, f"""Return-Path: <dmarcreport@microsoft.example>
+Delivered-To: dmarc-reports@example.com
+Received: from NAM10-BN7-obe.outbound.protection.outlook.example (2001:db8:6a0::2d)
+\tby mx.example.com (Postfix) with ESMTPS id 46C24DEB0F
+\tfor <dmarc-reports@example.com>; {maildate(arrived)}
+From: DMARC Aggregate Report <dmarcreport@microsoft.example>
+To: <dmarc-reports@example.com>
+Subject: Report Domain: example.com Submitter: protection.outlook.example Report-ID: {rid}
+Date: {maildate(arrived - 9)}
+Message-ID: <{rid}@dmarc.microsoft.example>
+Content-Type: multipart/mixed; boundary="{bnd}"
+MIME-Version: 1.0
+
+--{bnd}
+Content-Type: text/plain; charset="us-ascii"
+
+
+--{bnd}
+Content-Type: text/html; charset="us-ascii"
+Content-Transfer-Encoding: base64
+
+{b64(html.encode())}
+
+--{bnd}
+Content-Type: application/gzip; name="{name}"
+Content-Description: {name}
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+
+{b64(gz(xml))}
+
+--{bnd}--
+""")
+    write("aggregate/maildir/tmp/.gitkeep", b"")
+
+    # --- multi-report.zip: two reports, a directory entry and macOS junk ----------------------
+    begin = day(2)
+    org_a, org_b = "mail.reporter.example", "dmarc.isp.example"
+    rid_a = f"{org_a}.{begin + DAY + 3600}.1187@dmarc-reports.{org_a}"
+    rid_b = f"{org_b}.{begin + DAY + 5400}.6020@{org_b}"
+    xml_a = isp_xml("aggregate/multi-report.zip#a", org_a, f"noreply@dmarc-reports.{org_a}", rid_a,
+                    "example.org", begin, p="reject", kinds="own v6 fwd spoof")
+    xml_b = isp_xml("aggregate/multi-report.zip#b", org_b, f"noreply@{org_b}", rid_b,
+                    "example.com", begin, p="quarantine", kinds="own esp list broken")
+    name_a = f"{org_a}!example.org!{begin}!{begin + DAY - 1}.xml"
+    name_b = f"{org_b}!example.com!{begin}!{begin + DAY - 1}.xml"
+    apple_double = (b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02"
+                    b"\x00\x00\x00\x09\x00\x00\x00\x32\x00\x00\x00\x20"
+                    b"\x00\x00\x00\x02\x00\x00\x00\x52\x00\x00\x00\x00" + b"\x00" * 40)
+    write("aggregate/multi-report.zip", zipped([
+        ("reports/", None, None),
+        ("reports/" + name_a, xml_a, zipfile.ZIP_DEFLATED),
+        ("reports/" + name_b, xml_b, zipfile.ZIP_DEFLATED),
+        ("__MACOSX/reports/._" + name_a, apple_double, zipfile.ZIP_DEFLATED),
+    ]))
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate/quirks/
+# --------------------------------------------------------------------------------------------
+
+def small(label, org, rid, domain, begin, records, **kw):
+    """A small xs4all/OpenDMARC-shaped report for one quirk."""
+    email = kw.pop("email", None) or f"noreply-dmarc@{org}"
+    end = kw.pop("end", begin + DAY - 1)
+    p = kw.pop("p", "reject")
+    kw.setdefault("policy", (("adkim", "r"), ("aspf", "r"), ("p", p), ("sp", p), ("pct", "100"), ("fo", "1")))
+    return feedback(label, org, email, rid, domain, begin, end, records, **kw)
+
+
+def quirks():
+    q = "aggregate/quirks/"
+
+    # uppercase-enums.xml (X5, X6)
+    d = "example.com"
+    recs = [
+        R("192.0.2.60", 148, "None", "Pass", "Pass", d, d, dkims=[dk(d, "s2026a", "Pass")],
+          spfs=[sp(d, "Pass", "MFrom")]),
+        R("203.0.113.90", 3, "REJECT", "FAIL", "FAIL", d, d, dkims=[dk(d, "s2026a", "TempError")],
+          spfs=[sp(d, "hardfail", "MFrom"), sp("mx.badhost.example", "error", "HELO")]),
+        R("198.51.100.61", 2, "Quarantine", "Fail", "FAIL", d, "relay.example.net",
+          dkims=[dk("relay.example.net", "r1", "FAIL")],
+          spfs=[sp(d, "SoftFail", "MFrom"), sp("relay.example.net", "unknown", "helo")]),
+    ]
+    write(q + "uppercase-enums.xml",
+          small(q + "uppercase-enums.xml", "mailgate.example", "MG-20261001-000417", d, day(1, 10), recs,
+                policy=(("adkim", "R"), ("aspf", "R"), ("p", "REJECT"), ("sp", "None"), ("pct", "100"),
+                        ("fo", "0"))))
+
+    # empty-elements.xml (X2, X3, X4) -- written by hand: every element is a deviation
+    label = q + "empty-elements.xml"
+    b = day(2, 10)
+    register(label, "isp-mail.example", "isp-mail.example-20261002-31", "example.net", b, b + DAY - 1)
+    write(label, f"""<?xml version="1.0" encoding="UTF-8"?>
+<feedback>
+  <version>1.0</version>
+  <report_metadata>
+    <org_name>isp-mail.example</org_name>
+    <email>dmarc@isp-mail.example</email>
+    <extra_contact_info></extra_contact_info>
+    <report_id>isp-mail.example-20261002-31</report_id>
+    <date_range>
+      <begin>{b}</begin>
+      <end>{b + DAY - 1}</end>
+    </date_range>
+  </report_metadata>
+  <policy_published>
+    <domain>example.net</domain>
+    <adkim>r</adkim>
+    <aspf>r</aspf>
+    <p>quarantine</p>
+    <sp></sp>
+    <pct>100</pct>
+    <fo></fo>
+  </policy_published>
+  <record>
+    <row>
+      <source_ip>192.0.2.81</source_ip>
+      <count>12</count>
+      <policy_evaluated>
+        <disposition>none</disposition>
+        <dkim>pass</dkim>
+        <spf>fail</spf>
+        <reason>
+          <type></type>
+          <comment></comment>
+        </reason>
+      </policy_evaluated>
+    </row>
+    <identifiers>
+      <envelope_from></envelope_from>
+      <header_from>example.net</header_from>
+    </identifiers>
+    <auth_results>
+      <dkim>
+        <domain>example.net</domain>
+        <result>pass</result>
+        <human_result/>
+      </dkim>
+      <spf>
+        <domain>mx1.example.net</domain>
+        <result>none</result>
+      </spf>
+    </auth_results>
+  </record>
+  <record>
+    <row>
+      <source_ip>203.0.113.83</source_ip>
+      <count>4</count>
+      <policy_evaluated>
+        <disposition>quarantine</disposition>
+      </policy_evaluated>
+    </row>
+    <identifiers>
+      <header_from>example.net</header_from>
+    </identifiers>
+    <auth_results/>
+  </record>
+</feedback>
+""")
+
+    # utf8-bom.xml (X13)
+    d = "example.org"
+    xml = small(q + "utf8-bom.xml", "reports.webhost.example", "wh-1790985600-0042", d, day(3, 10),
+                typical(d, q + "utf8-bom.xml", "reject", "own spoof"), decl=DECL_UTF8)
+    write(q + "utf8-bom.xml", b"\xef\xbb\xbf" + xml.encode("utf-8"))
+
+    # utf16le-bom.xml (X13)
+    d = "example.com"
+    xml = small(q + "utf16le-bom.xml", "exchange.corp.example", "{3F2A9C10-7B4E-4D21-9A6F-1C0E5B7D2E48}", d,
+                day(4, 10), typical(d, q + "utf16le-bom.xml", "quarantine", "own esp"), p="quarantine",
+                extra="Zuständig: Postmaster-Team, Zürich", decl='<?xml version="1.0" encoding="UTF-16"?>\n')
+    write(q + "utf16le-bom.xml", b"\xff\xfe" + xml.encode("utf-16-le"))
+
+    # latin1-declared.xml (X13)
+    d = "example.net"
+    xml = small(q + "latin1-declared.xml", "Société Courriel Exemple", "sce-2026-10-05-0007", d, day(5, 10),
+                typical(d, q + "latin1-declared.xml", "none", "own fwd"), p="none", email="dmarc@courriel.example",
+                extra="Service postmaster, Genève", decl='<?xml version="1.0" encoding="ISO-8859-1"?>\n')
+    write(q + "latin1-declared.xml", xml.encode("latin-1"))
+
+    # invalid-utf8-bytes.xml (X12): windows-1252 quotes in a UTF-8 document
+    d = "example.org"
+    recs = typical(d, q + "invalid-utf8-bytes.xml", "reject", "own list")
+    recs[1]["reasons"] = [("mailing_list", "forwarded by LQlist-relayRQ, signature broken")]
+    xml = small(q + "invalid-utf8-bytes.xml", "legacy-mta.example", "lm-20261006-1193", d, day(6, 10), recs,
+                decl=DECL_UTF8)
+    raw = xml.encode("utf-8").replace(b"LQ", b"\x91").replace(b"RQ", b"\x92")
+    assert raw.count(b"\x91") == 1 and raw.count(b"\x92") == 1
+    write(q + "invalid-utf8-bytes.xml", raw)
+
+    # control-char.xml (X12): a BEL inside <comment>
+    d = "example.com"
+    recs = typical(d, q + "control-char.xml", "reject", "own broken")
+    recs[1]["reasons"] = [("local_policy", "arc=pass as=2 \x07cv=pass")]
+    write(q + "control-char.xml",
+          yahoo_style_small(q + "control-char.xml", "1791367261.774410", d, day(7, 10), recs))
+
+    # fractional-timestamps.xml (X18)
+    d = "example.net"
+    b = day(1)
+    write(q + "fractional-timestamps.xml",
+          small(q + "fractional-timestamps.xml", "mailbox.example", "mbx-7f41c2e0", d, b,
+                typical(d, q + "fractional-timestamps.xml", "quarantine", "own esp spoof"), p="quarantine",
+                begin_text=f"{b}.0", end_text=f"{b + DAY - 1}.0"))
+
+    # millisecond-timestamps.xml (X19)
+    d = "example.org"
+    write(q + "millisecond-timestamps.xml",
+          small(q + "millisecond-timestamps.xml", "cloudmail.example", "cm-2026-11-01-a91f", d, b,
+                typical(d, q + "millisecond-timestamps.xml", "reject", "own v6"),
+                begin_text=f"{b}000", end_text=f"{b + DAY - 1}000"))
+
+    # multi-week-range.xml (X18): 14 days
+    d = "example.com"
+    b = day(12, 10)
+    write(q + "multi-week-range.xml",
+          small(q + "multi-week-range.xml", "seg.gateway.example", "SEG-DMARC-2026-41-42", d, b,
+                typical(d, q + "multi-week-range.xml", "quarantine", "own esp spoof"), p="quarantine", end=b + 14 * DAY - 1))
+
+    # ip-forms.xml (X20)
+    d = "example.net"
+    forms = ["2001:db8::1", "2001:DB8:0:0:0:0:0:2", "2001:0db8:0000:0000:0000:0000:0000:0003",
+             "::ffff:192.0.2.7", "2001:db8::5%eth0", " 192.0.2.40 ", "192.0.2.041", "[2001:db8::9]", "",
+             "not-an-ip"]
+    recs = []
+    for i, ip in enumerate(forms):
+        ok = i % 3 != 2
+        recs.append(R(ip, i + 1, "none" if ok else "reject", "pass" if ok else "fail", "pass" if ok else "fail",
+                      d, d, dkims=[dk(d, "v6sel", "pass" if ok else "fail")],
+                      spfs=[sp(d, "pass" if ok else "fail")]))
+    write(q + "ip-forms.xml",
+          small(q + "ip-forms.xml", "v6.provider.example", "v6p-20261008-5", d, day(8, 10), recs))
+
+    # identities-element.xml (X15)
+    d = "example.org"
+    write(q + "identities-element.xml",
+          small(q + "identities-element.xml", "old-draft.reporter.example", "odr-1791504000", d, day(9, 10),
+                typical(d, q + "identities-element.xml", "none", "own fwd"), p="none", version=None,
+                ids_tag="identities", ident=("header_from",)))
+
+    # two-policy-published.xml (X14)
+    d = "example.com"
+    xml = small(q + "two-policy-published.xml", "mx.hosting.example", "mxh-20261010-77", d, day(10, 10),
+                typical(d, q + "two-policy-published.xml", "quarantine", "own spoof"), p="quarantine",
+                policy=(("adkim", "r"), ("aspf", "r"), ("p", "quarantine"), ("sp", "quarantine"),
+                        ("pct", "100"), ("fo", "1")))
+    second = """  <policy_published>
+    <domain>example.com</domain>
+    <adkim>s</adkim>
+    <aspf>s</aspf>
+    <p>reject</p>
+    <sp>reject</sp>
+    <pct>100</pct>
+    <fo>1</fo>
+  </policy_published>
+"""
+    xml = xml.replace("  </policy_published>\n", "  </policy_published>\n" + second, 1)
+    assert xml.count("<policy_published>") == 2
+    write(q + "two-policy-published.xml", xml)
+
+    # stray-xs-schema.xml (X10)
+    d = "example.net"
+    xml = small(q + "stray-xs-schema.xml", "retail-mail.example", "rm-20261011-0003", d, day(11, 10),
+                typical(d, q + "stray-xs-schema.xml", "reject", "own spoof"), decl="")
+    write(q + "stray-xs-schema.xml",
+          DECL_UTF8 + '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+                      'targetNamespace="http://dmarc.org/dmarc-xml/0.1">\n' + xml)
+
+    # no-declaration-one-line.xml (X11)
+    d = "example.org"
+    write(q + "no-declaration-one-line.xml",
+          small(q + "no-declaration-one-line.xml", "mail.portal.example", "mp.1791763200.19", d, day(12, 10),
+                typical(d, q + "no-declaration-one-line.xml", "quarantine", "own esp spoof"), p="quarantine",
+                decl="", indent="", nl=""))
+
+    # zero-records.xml (RFC 7489: record is 1..unbounded)
+    d = "example.com"
+    write(q + "zero-records.xml",
+          small(q + "zero-records.xml", "quiet-isp.example", "qi-20261013-0", d, day(13, 10), []))
+
+    # no-version-legacy.xml (X1, X3): draft schema, no version/fo/selector/scope/envelope_from
+    d = "example.net"
+    write(q + "no-version-legacy.xml",
+          small(q + "no-version-legacy.xml", "dmarc.legacy.example", "legacy-1791936000", d, day(14, 10),
+                typical(d, q + "no-version-legacy.xml", "quarantine", "own fwd spoof"), p="quarantine", version=None,
+                decl=DECL_PLAIN, policy=(("adkim", "r"), ("aspf", "r"), ("p", "quarantine"), ("pct", "100")),
+                ident=("header_from",), dkim_keys=("domain", "result"), spf_keys=("domain", "result")))
+
+    # prefixed-namespace.xml (X8): d: prefix on the dmarc-2.0 namespace
+    d = "example.org"
+    write(q + "prefixed-namespace.xml",
+          small(q + "prefixed-namespace.xml", "ns-prefix.reporter.example", "nsp-20261015-8812", d,
+                day(15, 10), typical(d, q + "prefixed-namespace.xml", "reject", "own v6 spoof"),
+                decl=DECL_UTF8, root=f'feedback xmlns:d="{NS2}"', pfx="d:",
+                policy=(("discovery_method", "treewalk"), ("p", "reject"), ("sp", "reject"), ("testing", "n"))))
+
+    # dmarc2-with-pct-and-removed-reasons.xml (X9)
+    d = "example.com"
+    recs = typical(d, q + "dmarc2-with-pct-and-removed-reasons.xml", "quarantine", "own fwd spoof")
+    recs[1]["reasons"] = [("forwarded", "known forwarder")]
+    recs[2]["disp"] = "none"
+    recs[2]["reasons"] = [("sampled_out", None)]
+    write(q + "dmarc2-with-pct-and-removed-reasons.xml",
+          small(q + "dmarc2-with-pct-and-removed-reasons.xml", "transition-mail.example", "tm-20261016-4410", d,
+                day(16, 10), recs, decl=DECL_UTF8, root=f'feedback xmlns="{NS2}"',
+                policy=(("p", "quarantine"), ("sp", "quarantine"), ("pct", "50"), ("fo", "1"))))
+
+    # extensions.xml (RFC 9990 section 5)
+    d = "example.net"
+    ext_ns = "https://ext.reporter.example/dmarc/arc-summary-1.0"
+    recs = typical(d, q + "extensions.xml", "reject", "own broken")
+    recs[1]["tail"] = [(f'arc:arc_result xmlns:arc="{ext_ns}"', [("arc:chain", "pass"),
+                                                                  ("arc:sealer", "forwarder.example")])]
+    ext = ("extension", [(f'arc:arc_summary xmlns:arc="{ext_ns}"',
+                          [("arc:definition", ext_ns), ("arc:sealed_messages", "9")])])
+    write(q + "extensions.xml",
+          small(q + "extensions.xml", "ext.reporter.example", "ext-20261017-0001", d, day(17, 10), recs,
+                decl=DECL_UTF8, root=f'feedback xmlns="{NS2}"', ext=ext,
+                meta_tail=[("generator", "ext-reporter 0.9")],
+                policy=(("p", "reject"), ("sp", "reject"), ("np", "reject"), ("testing", "n"))))
+
+    # many-dkim-results.xml (X24): one record with 120 DKIM results
+    d = "example.org"
+    dkims = [dk(d, "s2026a", "pass")]
+    for i in range(1, 120):
+        dkims.append(dk(f"signer{i:03d}.relay.example", f"k{i % 7}", ["pass", "fail", "neutral"][i % 3]))
+    recs = [R("198.51.100.140", 37, "none", "pass", "fail", d, "relay.example.net", dkims=dkims,
+              spfs=[sp("relay.example.net", "pass")])]
+    write(q + "many-dkim-results.xml",
+          small(q + "many-dkim-results.xml", "relay.bigsender.example", "rbs-20261018-0120", d, day(18, 10), recs,
+                indent=" "))
+
+    # multiple-errors-generator.xml (X16)
+    d = "example.com"
+    write(q + "multiple-errors-generator.xml",
+          small(q + "multiple-errors-generator.xml", "verbose-reporter.example", "vr-20261019-0002", d,
+                day(19, 10), typical(d, q + "multiple-errors-generator.xml", "quarantine", "own spoof"), p="quarantine",
+                extra=('extra_contact_info xml:lang="en"', "https://verbose-reporter.example/dmarc"),
+                meta_tail=[('error lang="en"', "DNS timeout while fetching _dmarc.example.com, cached record used"),
+                           ('error lang="en"', 'unknown tag "rpt" in the DMARC record ignored'),
+                           ('error lang="de"', 'Syntaxfehler im Tag "fo", Standardwert 0 verwendet'),
+                           ("generator", "verbose-reporter 3.2.0 (build 2026.09)")]))
+
+    # missing-org-name.xml (X22)
+    d = "example.net"
+    write(q + "missing-org-name.xml",
+          small(q + "missing-org-name.xml", None, "rmh-20261020-15", d, day(20, 10),
+                typical(d, q + "missing-org-name.xml", "reject", "own spoof"),
+                email="dmarc-noreply@reports.mailhost.example"))
+
+    # gzip-multimember.xml.gz: two gzip members, split mid-document
+    d = "example.org"
+    xml = small(q + "gzip-multimember.xml.gz", "stream.reporter.example", "srx-20261021-2", d, day(21, 10),
+                typical(d, q + "gzip-multimember.xml.gz", "reject", "own esp spoof")).encode()
+    half = len(xml) // 2
+    write(q + "gzip-multimember.xml.gz", gz(xml[:half]) + gz(xml[half:]))
+
+    # gzip-trailing-junk.xml.gz
+    d = "example.com"
+    xml = small(q + "gzip-trailing-junk.xml.gz", "padded.reporter.example", "prx-20261022-9", d, day(22, 10),
+                typical(d, q + "gzip-trailing-junk.xml.gz", "quarantine", "own fwd"), p="quarantine")
+    write(q + "gzip-trailing-junk.xml.gz", gz(xml) + b"\x00" * 8 + b"junk")
+
+    # zip-containing-gzip.zip (M4, nesting)
+    d = "example.net"
+    b = day(23, 10)
+    xml = small(q + "zip-containing-gzip.zip", "archive.reporter.example", "arx-20261023-3", d, b,
+                typical(d, q + "zip-containing-gzip.zip", "reject", "own v6 spoof"))
+    write(q + "zip-containing-gzip.zip",
+          zipped([(f"archive.reporter.example!{d}!{b}!{b + DAY - 1}.xml.gz", gz(xml), zipfile.ZIP_STORED)]))
+
+    # wrong-extension.zip (M5): gzip bytes under a .zip name
+    d = "example.org"
+    write(q + "wrong-extension.zip",
+          gz(small(q + "wrong-extension.zip", "secure-gw.example", "sgw-20261024-5521", d, day(24, 10),
+                   typical(d, q + "wrong-extension.zip", "quarantine", "own esp spoof"), p="quarantine")))
+
+    quirk_mails(q)
+
+
+def yahoo_style_small(label, rid, domain, begin, records):
+    return feedback(label, "yahoo.example", "dmarchelp@yahooinc.example", rid, domain, begin, begin + DAY - 1,
+                    records, version=None, policy=(("adkim", "r"), ("aspf", "r"), ("p", "reject"), ("pct", "100")),
+                    decl=DECL_PLAIN, sfx="\t", ident=("header_from",), spf_keys=("domain", "result"))
+
+
+def quirk_mails(q):
+    # base64-no-padding.eml (M10)
+    d = "example.com"
+    b = day(25, 10)
+    org = "b64.reporter.example"
+    rid = f"{org}.{b}.25"
+    xml = small(q + "base64-no-padding.eml", org, rid, d, b, typical(d, q + "base64-no-padding.eml", "reject",
+                                                                     "own esp spoof"))
+    data = gz(xml)
+    assert len(data) % 3 != 0, "padding would be empty: change the report"
+    mail = isp_mail(data, org=org, sender=f"noreply-dmarc@{org}", rid=rid, domain=d, begin=b,
+                    to="dmarc-reports@example.com", arrived=b + DAY + 4000, pad=False,
+                    text="DMARC aggregate report (base64 written without trailing '=' padding).")
+    assert "=\n\n--" not in mail
+    write(q + "base64-no-padding.eml", mail)
+
+    # quoted-printable-text-xml.eml (M9): uncompressed text/xml, quoted-printable
+    d = "example.net"
+    b = day(26, 10)
+    org = "plain.reporter.example"
+    rid = f"pr-{b}-0026"
+    recs = typical(d, q + "quoted-printable-text-xml.eml", "quarantine", "own list spoof")
+    recs[1]["reasons"] = [("mailing_list", "list server lists.example.org rewrote the Subject and footer; "
+                                           "DKIM body hash no longer matches, delivered without action")]
+    xml = small(q + "quoted-printable-text-xml.eml", org, rid, d, b, recs, p="quarantine",
+                extra="Postmaster-Team — https://plain.reporter.example/dmarc?lang=de&view=full", decl=DECL_UTF8)
+    qp = quopri.encodestring(xml.encode("utf-8")).decode("ascii")
+    assert "=3D" in qp and "=\n" in qp
+    name = f"{org}!{d}!{b}!{b + DAY - 1}.xml"
+    arrived = b + DAY + 5000
+    write(q + "quoted-printable-text-xml.eml", f"""Return-Path: <dmarc@{org}>
+Received: from smtp.{org} (smtp.{org} [198.51.100.144])
+\tby mx.{d} (Postfix) with ESMTPS id 1A2B3C4D5E
+\tfor <dmarc-reports@{d}>; {maildate(arrived)}
+From: DMARC Reporter <dmarc@{org}>
+To: dmarc-reports@{d}
+Subject: Report Domain: {d} Submitter: {org} Report-ID: <{rid}>
+Date: {maildate(arrived - 30)}
+Message-ID: <{rid}@{org}>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="=_qp_report_0026"
+
+--=_qp_report_0026
+Content-Type: text/plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+The aggregate report is attached as uncompressed XML.
+
+--=_qp_report_0026
+Content-Type: text/xml; charset=utf-8; name="{name}"
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: quoted-printable
+
+{qp}
+--=_qp_report_0026--
+""")
+
+    # x-gzip-80col-crlf.eml (M3, M10)
+    d = "example.org"
+    b = day(27, 10)
+    org = "rspamd.reporter.example"
+    rid = f"{b}.{b + DAY - 1}@{org}"
+    xml = small(q + "x-gzip-80col-crlf.eml", org, rid, d, b,
+                typical(d, q + "x-gzip-80col-crlf.eml", "reject", "own v6 spoof"))
+    data = gz(xml)
+    name = f"{org}!{d}!{b}!{b + DAY - 1}.xml.gz"
+    arrived = b + DAY + 600
+    bnd = f"--=_{hash_int(rid) % 10 ** 12:012d}"
+    body = b64(data, width=80)
+    assert max(len(line) for line in body.split("\n")) == 80
+    write(q + "x-gzip-80col-crlf.eml", crlf(f"""Return-Path: <noreply-dmarc@{org}>
+Received: from mail.{org} (mail.{org} [203.0.113.25])
+\tby mx.{d} (Postfix) with ESMTPS id 4ZqM1n2P3Q4R
+\tfor <dmarc-reports@{d}>; {maildate(arrived)}
+From: "Rspamd" <noreply-dmarc@{org}>
+To: dmarc-reports@{d}
+Date: {maildate(arrived - 1)}
+Subject: Report Domain: {d}
+\tSubmitter: {org}
+\tReport-ID: <{rid}>
+MIME-Version: 1.0
+Message-ID: <{rid}>
+Content-Type: multipart/mixed;
+\tboundary="{bnd}"
+
+This is a multipart message in MIME format.
+
+--{bnd}
+Content-Type: text/plain; charset="utf-8"
+Content-Transfer-Encoding: 7bit
+
+This is an aggregate report from {org}.
+
+Report domain: {d}
+Submitter: {org}
+Report ID: <{rid}>
+
+--{bnd}
+Content-Type: application/x-gzip
+Content-Transfer-Encoding: base64
+Content-Disposition: attachment; filename="{name}"
+
+{body}
+--{bnd}--
+"""))
+
+    # x-zip-compressed.eml (M3, M4)
+    d = "example.com"
+    b = day(28, 10)
+    org = "exchange-gw.example"
+    rid = f"exgw-{b}-0028"
+    xml = small(q + "x-zip-compressed.eml", org, rid, d, b,
+                typical(d, q + "x-zip-compressed.eml", "quarantine", "own broken spoof"), p="quarantine")
+    name = f"{org}!{d}!{b}!{b + DAY - 1}"
+    data = zipped([(name + ".xml", xml, zipfile.ZIP_DEFLATED)])
+    write(q + "x-zip-compressed.eml",
+          isp_mail(data, org=org, sender=f"dmarc@{org}", rid=rid, domain=d, begin=b, to="dmarc-reports@example.com",
+                   arrived=b + DAY + 9000, ctype="application/x-zip-compressed", filename=name + ".zip",
+                   text="Attached is the DMARC aggregate report (zip)."))
+
+    # single-part-gzip-no-mime-version.eml (M6)
+    d = "example.net"
+    b = day(29, 10)
+    org = "gateway.mailsec.example"
+    rid = f"msx-{b}-82734"
+    xml = small(q + "single-part-gzip-no-mime-version.eml", org, rid, d, b,
+                typical(d, q + "single-part-gzip-no-mime-version.eml", "reject", "own esp spoof"))
+    name = f"{org}!{d}!{b}!{b + DAY - 1}.xml.gz"
+    arrived = b + DAY + 3333
+    write(q + "single-part-gzip-no-mime-version.eml", f"""Return-Path: <dmarc-reports@{org}>
+Received: from relay.{org} (relay.{org} [192.0.2.213])
+\tby mx.{d} (Postfix) with ESMTPS id 0F1E2D3C4B
+\tfor <dmarc-reports@{d}>; {maildate(arrived)}
+From: dmarc-reports@{org}
+To: dmarc-reports@{d}
+Subject: Report Domain: {d} Submitter: {org} Report-ID: {rid}
+Date: {maildate(arrived - 2)}
+Message-ID: <{rid}@{org}>
+Content-Type: application/gzip; name="{name}"
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+
+{b64(gz(xml))}
+""")
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate/not-reports/
+# --------------------------------------------------------------------------------------------
+
+def not_reports():
+    n = "aggregate/not-reports/"
+    write(n + "yahoo-unused.xml.gz", gz(b"unused"))
+
+    arrived = day(4) + 50000
+    write(n + "human-reply.eml", f"""Return-Path: <carol@example.org>
+Received: from [203.0.113.140] (vpn-140.example.org [203.0.113.140])
+\tby mx.example.com (Postfix) with ESMTPSA id 5E6F7A8B9C
+\tfor <dmarc-reports@example.com>; {maildate(arrived, 60)}
+From: Carol Consultant <carol@example.org>
+To: dmarc-reports@example.com
+Subject: Re: your DMARC setup
+Date: {maildate(arrived - 60, 60)}
+Message-ID: <re-dmarc-setup-2@example.org>
+In-Reply-To: <dmarc-setup-1@example.com>
+References: <dmarc-setup-1@example.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 7bit
+
+Hi Dave,
+
+thanks for the details. Your record looks fine:
+
+  _dmarc.example.com. TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@example.com"
+
+Once the aggregate reports show no failures from your ESP for two weeks,
+move to p=reject. I'll have a look at the first reports next Monday.
+
+Best,
+Carol
+
+On {maildate(arrived - 86400, 60)}, Dave wrote:
+> Could you check whether our DMARC record is right before we tighten
+> the policy?
+""")
+
+    arrived = day(4) + 61000
+    bnd = "9A2C1DEB60.1793606000/mx.example.net"
+    write(n + "bounce.eml", f"""Return-Path: <>
+Received: by mx.example.net (Postfix)
+\tid 9A2C1DEB60; {maildate(arrived)}
+Date: {maildate(arrived)}
+From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: dmarc-reports@example.net
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="{bnd}"
+Content-Transfer-Encoding: 8bit
+Message-Id: <20261104165640.9A2C1DEB60@mx.example.net>
+
+This is a MIME-encapsulated message.
+
+--{bnd}
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.example.net.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<postmaster@unknown-host.example>: host mail.unknown-host.example[192.0.2.199]
+    said: 550 5.1.1 <postmaster@unknown-host.example>: Recipient address
+    rejected: User unknown in virtual mailbox table (in reply to RCPT TO
+    command)
+
+--{bnd}
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+X-Postfix-Queue-ID: 9A2C1DEB60
+X-Postfix-Sender: rfc822; dmarc-reports@example.net
+Arrival-Date: {maildate(arrived - 4)}
+
+Final-Recipient: rfc822; postmaster@unknown-host.example
+Original-Recipient: rfc822;postmaster@unknown-host.example
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mail.unknown-host.example
+Diagnostic-Code: smtp; 550 5.1.1 <postmaster@unknown-host.example>: Recipient
+    address rejected: User unknown in virtual mailbox table
+
+--{bnd}
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+Return-Path: <dmarc-reports@example.net>
+Received: from [192.0.2.77] (laptop.example.net [192.0.2.77])
+\tby mx.example.net (Postfix) with ESMTPSA id 9A2C1DEB60
+\tfor <postmaster@unknown-host.example>; {maildate(arrived - 4)}
+From: dmarc-reports@example.net
+To: postmaster@unknown-host.example
+Subject: Your DMARC record points rua at us
+Date: {maildate(arrived - 10)}
+Message-ID: <question-1@example.net>
+
+--{bnd}--
+""")
+
+    begin = day(3)
+    rid = "2b9e4f61a0c84d7e93f5c1a6d8e0b274"
+    html = html_summary("example.com", begin, begin + DAY,
+                        typical("example.com", n + "html-only-preview.eml", "quarantine", "own esp spoof"))
+    arrived = day(4) + 15000
+    write(n + "html-only-preview.eml", f"""Received: from DM6PR11MB4123.namprd11.prod.outlook.example (2001:db8:6a0::1c) by
+ mx.example.com with ESMTPS id 4ZqN2m3K4Lz5; {maildate(arrived)}
+From: DMARC Aggregate Report <dmarcreport@microsoft.example>
+To: <dmarc-reports@example.com>
+Subject: [Preview] Report Domain: example.com Submitter: enterprise.protection.outlook.example
+ Report-ID: {rid}
+Date: {maildate(arrived - 4, pad_day=False)}
+Message-ID: <{rid}@dmarc.microsoft.example>
+Content-Language: en-US
+X-MS-Has-Attach:
+Content-Type: text/html; charset="utf-8"
+Content-Transfer-Encoding: base64
+MIME-Version: 1.0
+
+{b64(html.encode("utf-8"))}
+""")
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate/rejected/
+# --------------------------------------------------------------------------------------------
+
+def rejected():
+    r = "aggregate/rejected/"
+
+    def plain(label, org, rid, domain, begin, **kw):
+        recs = kw.pop("records", None) or typical(domain, label, "reject", "own spoof")
+        return small(label, org, rid, domain, begin, recs, **kw)
+
+    # xxe.xml (S1)
+    xml = plain(r + "xxe.xml", "&xxe;", "xxe-20261105-1", "example.com", day(5), decl="",
+                email="dmarc@xxe-probe.example")
+    xml = xml.replace("&amp;xxe;", "&xxe;")
+    write(r + "xxe.xml", DECL_UTF8 + '<!DOCTYPE feedback [\n  <!ELEMENT feedback ANY>\n'
+                                     '  <!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>\n' + xml)
+
+    # billion-laughs.xml (S2)
+    ents = ['  <!ENTITY lol "lol">']
+    prev = "lol"
+    for i in range(1, 10):
+        ents.append(f'  <!ENTITY lol{i} "' + f"&{prev};" * 10 + '">')
+        prev = f"lol{i}"
+    xml = plain(r + "billion-laughs.xml", "laughs.example", "bl-20261105-1", "example.net", day(5), decl="",
+                extra="&lol9;")
+    xml = xml.replace("&amp;lol9;", "&lol9;")
+    write(r + "billion-laughs.xml", DECL_UTF8 + "<!DOCTYPE feedback [\n" + "\n".join(ents) + "\n]>\n" + xml)
+
+    # external-dtd.xml (S1)
+    xml = plain(r + "external-dtd.xml", "dtd-fetcher.example", "dtd-20261105-1", "example.org", day(5), decl="")
+    write(r + "external-dtd.xml", DECL_UTF8 + '<!DOCTYPE feedback SYSTEM "http://dtd.example/x.dtd">\n' + xml)
+
+    # truncated.xml.gz: the first half of a gzip stream
+    xml = plain(r + "truncated.xml.gz", "cutoff.example", "co-20261106-1", "example.com", day(6),
+                records=typical("example.com", r + "truncated.xml.gz", "reject", "own v6 esp fwd spoof"))
+    data = gz(xml)
+    write(r + "truncated.xml.gz", data[:len(data) // 2])
+
+    # end-before-begin.xml
+    b = day(6)
+    write(r + "end-before-begin.xml",
+          plain(r + "end-before-begin.xml", "clockskew.example", "cs-20261106-1", "example.net", b, end=b - 1))
+
+    # missing-report-id.xml
+    b = day(6)
+    xml = plain(r + "missing-report-id.xml", "forgetful.example", None, "example.org", b, key=False)
+    assert "<report_id>" not in xml
+    register(r + "missing-report-id.xml", "forgetful.example", None, "example.org", b, b + DAY - 1)
+    write(r + "missing-report-id.xml", xml)
+
+    # negative-count.xml
+    recs = typical("example.com", r + "negative-count.xml", "reject", "own esp spoof")
+    recs[1]["count"] = -5
+    write(r + "negative-count.xml",
+          plain(r + "negative-count.xml", "overflow.example", "of-20261107-1", "example.com", day(7), records=recs))
+
+    # not-well-formed.xml: mismatched end tag
+    xml = plain(r + "not-well-formed.xml", "sloppy-xml.example", "sx-20261107-1", "example.net", day(7))
+    xml = xml.replace("</policy_evaluated>", "</policy_evaluate>", 1)
+    assert "</policy_evaluate>" in xml
+    write(r + "not-well-formed.xml", xml)
+
+    # gzip-bomb.xml.gz (S3): 20 MiB of zero bytes
+    bomb = gz(bytes(20 << 20))
+    assert len(bomb) < 30000 and (20 << 20) / len(bomb) > 250
+    write(r + "gzip-bomb.xml.gz", bomb)
+
+    # zip-bomb.zip (S3): one deflated entry of 20 MiB of "A"
+    bomb = zipped([("report.xml", b"A" * (20 << 20), zipfile.ZIP_DEFLATED)])
+    assert len(bomb) < 30000
+    write(r + "zip-bomb.zip", bomb)
+
+
+# --------------------------------------------------------------------------------------------
+
+def main():
+    reporter_shapes()
+    mailboxes()
+    quirks()
+    not_reports()
+    rejected()
+    for rel in WRITTEN:
+        size = os.path.getsize(os.path.join(HERE, rel))
+        limit = 30000 if "bomb" in rel else 30 * 1024
+        assert size < limit, (rel, size)
+    print(f"wrote {len(WRITTEN)} files under {os.path.relpath(HERE)}/ ({len(KEYS)} distinct report keys)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+//! Command-line arguments. Precedence for every setting: flag, then its environment variable
+//! (`DMARCPIPE_*`, `DATABASE_URL`), then the config file, then the default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dmarcpipe",
+    version,
+    about = "DMARC report pipeline: receive, unpack, normalize into PostgreSQL, roll up."
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "DMARCPIPE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// PostgreSQL connection URL (as for psql and sqlx).
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (every command that needs the schema does this itself).
+    Migrate,
+    /// Import reports from files, directories, mbox files, maildirs, or one message on stdin (`-`).
+    Import(ImportArgs),
+    /// Print rollups of aggregate reports.
+    Report(ReportArgs),
+    /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
+    Reprocess(ReprocessArgs),
+    /// Unpack and parse inputs without a database and print what was found, as JSON.
+    Parse(ParseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files, directories, mbox files, maildirs; `-` reads one message from stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Inputs processed at once.
+    #[arg(short, long, env = "DMARCPIPE_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// No progress bar and no summary text (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RollupBy {
+    /// DMARC result (pass, fail).
+    Result,
+    /// Source IP address.
+    Source,
+    /// Reporting organization.
+    Org,
+    /// Policy domain.
+    Domain,
+    /// UTC day.
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// What to group by.
+    #[arg(long, value_enum)]
+    pub by: RollupBy,
+
+    /// Only this policy domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    /// From this day on: `2026-11-01`, `30d` (days ago), `2w`, `today`, `yesterday`.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Before this day (exclusive), same forms as --since.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// Only these inputs (ids of dmarc_inputs); default: every rejected input with kept bytes.
+    #[arg(long = "input", value_name = "ID")]
+    pub inputs: Vec<i64>,
+
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Safety limits; sizes take K, M, G suffixes (powers of two).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest message, archive or stdin input read into memory.
+    #[arg(long, env = "DMARCPIPE_MAX_MESSAGE_BYTES", value_name = "SIZE", value_parser = size)]
+    pub max_message_bytes: Option<u64>,
+    /// Largest total decompressed size of one input.
+    #[arg(long, env = "DMARCPIPE_MAX_DECOMPRESSED_BYTES", value_name = "SIZE", value_parser = size)]
+    pub max_decompressed_bytes: Option<u64>,
+    /// Largest compression ratio (decompression bombs).
+    #[arg(long, env = "DMARCPIPE_MAX_COMPRESSION_RATIO", value_name = "N")]
+    pub max_compression_ratio: Option<u64>,
+    /// Most entries of one zip archive.
+    #[arg(long, env = "DMARCPIPE_MAX_ZIP_ENTRIES", value_name = "N")]
+    pub max_zip_entries: Option<u64>,
+    /// Deepest nesting of containers (gzip in zip in mail ...).
+    #[arg(long, env = "DMARCPIPE_MAX_NESTING", value_name = "N")]
+    pub max_nesting: Option<u32>,
+    /// Deepest MIME nesting.
+    #[arg(long, env = "DMARCPIPE_MAX_MIME_DEPTH", value_name = "N")]
+    pub max_mime_depth: Option<u32>,
+    /// Most MIME parts of one message.
+    #[arg(long, env = "DMARCPIPE_MAX_MIME_PARTS", value_name = "N")]
+    pub max_mime_parts: Option<u32>,
+    /// Deepest XML element nesting.
+    #[arg(long, env = "DMARCPIPE_MAX_XML_DEPTH", value_name = "N")]
+    pub max_xml_depth: Option<u32>,
+    /// Largest rejected input whose bytes are kept for reprocessing.
+    #[arg(long, env = "DMARCPIPE_MAX_KEPT_BYTES", value_name = "SIZE", value_parser = size)]
+    pub max_kept_bytes: Option<u64>,
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    dmarcpipe_ingest::limits::parse_size(text)
+}

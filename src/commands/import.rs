@@ -1,0 +1,326 @@
+//! `dmarcpipe import`: files, directories, mbox files and maildirs in parallel, or one message
+//! from stdin for an MTA pipe.
+//!
+//! A walker thread turns paths into envelopes; up to `--jobs` of them are stored at once, each
+//! in its own transaction (safe to run twice at once: duplicates are recognised by content and
+//! by natural key). A terminal gets a progress bar; `--json` prints a summary object; the exit
+//! code says whether everything was handled (0), some inputs were rejected (1), or the run
+//! failed (2). On stdin, a database that cannot be reached gives 75 (EX_TEMPFAIL) so the MTA
+//! retries.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
+use dmarcpipe_ingest::intake::files::{Walk, WalkError};
+use dmarcpipe_ingest::limits::format_size;
+use dmarcpipe_store::{InputResult, Outcome, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::connect;
+use crate::cli::ImportArgs;
+use crate::config::FileConfig;
+use crate::exit;
+
+/// What an import did, printed as text or (`--json`) as this object.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub inputs: u64,
+    pub stored: u64,
+    pub duplicate: u64,
+    pub not_report: u64,
+    pub rejected: u64,
+    /// Paths that could not be read at all (not recorded in the database).
+    pub unreadable: u64,
+    /// Inputs the database did not take (the run stopped or a write failed).
+    pub failed: u64,
+    pub reports: u64,
+    pub reports_duplicate: u64,
+    pub records: u64,
+    pub messages: i64,
+    pub seconds: f64,
+    /// Peak resident memory of this process (Linux), for the benchmark.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Summary {
+    fn add(&mut self, result: &InputResult) {
+        self.inputs += 1;
+        match result.outcome {
+            Outcome::Stored => self.stored += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+            Outcome::NotReport => self.not_report += 1,
+            Outcome::Rejected => self.rejected += 1,
+        }
+        self.reports += u64::from(result.reports_stored);
+        self.reports_duplicate += u64::from(result.reports_duplicate);
+        self.records += result.records;
+        self.messages += result.messages;
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.rejected + self.unreadable + self.failed > 0 { exit::REJECTED } else { exit::OK }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} inputs in {:.1}s: {} stored ({} reports, {} records, {} messages), {} duplicate, {} not a report, {} rejected{}{}",
+            self.inputs,
+            self.seconds,
+            self.stored,
+            self.reports,
+            self.records,
+            self.messages,
+            self.duplicate,
+            self.not_report,
+            self.rejected,
+            if self.unreadable > 0 { format!(", {} unreadable", self.unreadable) } else { String::new() },
+            if self.failed > 0 { format!(", {} not imported", self.failed) } else { String::new() },
+        )
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
+pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportArgs) -> Result<u8> {
+    let limits = config.limits(&args.limits);
+    if args.paths.len() == 1 && args.paths[0] == Path::new("-") {
+        return import_stdin(config, database_url, &args, &limits).await;
+    }
+    let jobs = args.jobs.or(config.import.jobs).unwrap_or_else(default_jobs).max(1);
+    let store = connect(config, database_url, jobs as u32 + 2).await?;
+    let started = Instant::now();
+    let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal(), started);
+
+    let (sender, mut receiver) = mpsc::channel::<Result<Envelope, WalkError>>(jobs * 4);
+    let paths = args.paths.clone();
+    let max_message_bytes = limits.max_message_bytes;
+    let walker = tokio::task::spawn_blocking(move || {
+        for item in Walk::new(paths, max_message_bytes) {
+            if sender.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    let slots = Arc::new(Semaphore::new(jobs));
+    let mut running = JoinSet::new();
+    let mut fatal: Option<StoreError> = None;
+    while let Some(item) = receiver.recv().await {
+        let envelope = match item {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                progress.line(&format!("unreadable: {err}"));
+                lock(&summary).unreadable += 1;
+                continue;
+            }
+        };
+        // Finished tasks may have hit a fatal error: stop taking new work then.
+        while let Some(done) = running.try_join_next() {
+            if let Ok(Err(err)) = done {
+                fatal.get_or_insert(err);
+            }
+        }
+        if fatal.is_some() {
+            lock(&summary).failed += 1;
+            continue;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let (store, limits, summary, progress) = (store.clone(), limits.clone(), summary.clone(), progress.clone());
+        running.spawn(async move {
+            let _slot = slot;
+            let origin = envelope.origin.to_string();
+            match store.ingest(envelope, &limits).await {
+                Ok(result) => {
+                    let snapshot = {
+                        let mut summary = lock(&summary);
+                        summary.add(&result);
+                        summary.clone()
+                    };
+                    if result.outcome == Outcome::Rejected {
+                        let why = result.error.as_deref().unwrap_or("rejected");
+                        progress.line(&format!("rejected: {origin}: {why} (input {})", result.input));
+                    }
+                    progress.update(&snapshot);
+                    Ok(())
+                }
+                Err(err) if err.is_transient() => {
+                    lock(&summary).failed += 1;
+                    Err(err)
+                }
+                Err(err) => {
+                    // The database refused this input for a reason of its own: report it and
+                    // go on with the others (nothing of it was committed).
+                    progress.line(&format!("not imported: {origin}: {err}"));
+                    lock(&summary).failed += 1;
+                    Ok(())
+                }
+            }
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok(Err(err)) = done {
+            fatal.get_or_insert(err);
+        }
+    }
+    let _ = walker.await;
+    progress.finish();
+
+    if fatal.is_none()
+        && let Err(err) = store.refresh_rollups().await
+    {
+        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
+    }
+    let mut summary = lock(&summary).clone();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.peak_rss_bytes = peak_rss_bytes();
+    tracing::info!(
+        inputs = summary.inputs,
+        stored = summary.stored,
+        rejected = summary.rejected,
+        records = summary.records,
+        "Import finished."
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !args.quiet {
+        eprintln!("{}", summary.text());
+    }
+    if let Some(err) = fatal {
+        eprintln!(
+            "dmarcpipe: import stopped: {err}; {} inputs were not imported: run the import again",
+            summary.failed
+        );
+        return Ok(exit::FATAL);
+    }
+    Ok(summary.exit_code())
+}
+
+/// One message on stdin, as an MTA `pipe` delivers it.
+async fn import_stdin(
+    config: &FileConfig,
+    database_url: Option<&str>,
+    args: &ImportArgs,
+    limits: &dmarcpipe_ingest::Limits,
+) -> Result<u8> {
+    let cap = limits.max_message_bytes;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        std::io::stdin().lock().take(cap + 1).read_to_end(&mut bytes).map(|_| bytes)
+    })
+    .await?;
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            eprintln!("dmarcpipe: cannot read stdin: {err}");
+            return Ok(exit::TEMPFAIL);
+        }
+    };
+    if bytes.len() as u64 > cap {
+        eprintln!("dmarcpipe: message on stdin is larger than limits.max_message_bytes ({})", format_size(cap));
+        return Ok(exit::REJECTED);
+    }
+    let store = match connect(config, database_url, 2).await {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("dmarcpipe: {err:#}; the message was not accepted, try again later");
+            return Ok(exit::TEMPFAIL);
+        }
+    };
+    let started = Instant::now();
+    let envelope = Envelope::new(Origin::Stdin, Payload::Bytes(bytes));
+    match store.ingest(envelope, limits).await {
+        Ok(result) => {
+            let mut summary = Summary::default();
+            summary.add(&result);
+            summary.seconds = started.elapsed().as_secs_f64();
+            if let Err(err) = store.refresh_rollups().await {
+                tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
+            }
+            if let Some(error) = &result.error {
+                eprintln!("dmarcpipe: rejected: stdin: {error} (input {})", result.input);
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else if !args.quiet {
+                eprintln!("{}", summary.text());
+            }
+            Ok(summary.exit_code())
+        }
+        // Nothing was committed: the MTA keeps the message and retries, whatever the cause.
+        Err(err) => {
+            eprintln!("dmarcpipe: {err}; the message was not accepted, try again later");
+            Ok(exit::TEMPFAIL)
+        }
+    }
+}
+
+/// `VmHWM` of /proc/self/status: the most memory this process has held.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The progress bar (on a terminal) or nothing.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(visible: bool, started: Instant) -> Self {
+        let bar = visible.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress { bar, started }
+    }
+
+    fn update(&self, summary: &Summary) {
+        if let Some(bar) = &self.bar {
+            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} files · {} reports · {} records · {:.0} reports/s · {:.0} records/s",
+                summary.inputs,
+                summary.reports,
+                summary.records,
+                summary.reports as f64 / seconds,
+                summary.records as f64 / seconds
+            ));
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! One module per command; shared helpers here.
+
+pub mod import;
+pub mod parse;
+pub mod report;
+pub mod reprocess;
+
+use anyhow::{Context, Result};
+use dmarcpipe_store::Store;
+
+use crate::config::FileConfig;
+use crate::exit;
+
+/// Connects (applying pending migrations).
+pub async fn connect(config: &FileConfig, database_url: Option<&str>, connections: u32) -> Result<Store> {
+    let url = config.database_url(database_url)?;
+    Store::connect(&url, connections).await.context("cannot open the database")
+}
+
+pub async fn migrate(config: &FileConfig, database_url: Option<&str>) -> Result<u8> {
+    let store = connect(config, database_url, 2).await?;
+    let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(store.pool())
+        .await
+        .context("cannot read the migration version")?;
+    println!("database schema is at migration {}", version.unwrap_or(0));
+    Ok(exit::OK)
+}

@@ -1,0 +1,214 @@
+//! Input provenance: one row per input with its origin, fingerprint and outcome, and the kept
+//! bytes of rejected inputs.
+
+use chrono::{DateTime, Utc};
+use dmarcpipe_ingest::envelope::Fingerprint;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::error::StoreError;
+
+/// The one outcome of every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// At least one new report was stored.
+    Stored,
+    /// Every report in it was stored before (or the very same bytes were).
+    Duplicate,
+    /// No report in it: a bounce, a human reply, a "[Preview]" mail.
+    NotReport,
+    /// Something in it could not be read; the reason is recorded and the bytes kept.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::NotReport => "not_report",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// The row of an input as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InputRow {
+    pub outcome: Outcome,
+    pub stage: Option<&'static str>,
+    pub error: Option<String>,
+    pub warnings: serde_json::Value,
+    pub duplicate_of: Option<i64>,
+    pub reports_stored: i32,
+    pub reports_duplicate: i32,
+    pub records: i64,
+    pub messages: i64,
+}
+
+/// Where and when an input arrived.
+#[derive(Debug, Clone)]
+pub(crate) struct Provenance {
+    pub channel: &'static str,
+    pub origin: String,
+    pub fingerprint: Fingerprint,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The earliest input with the same bytes that was not rejected (rejected inputs are parsed
+/// again: the parser may have improved since).
+pub(crate) async fn find_identical(conn: &mut PgConnection, sha256: &[u8; 32]) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT min(id) FROM inputs WHERE sha256 = $1 AND outcome <> 'rejected'")
+        .bind(&sha256[..])
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+pub(crate) async fn insert_input(
+    conn: &mut PgConnection,
+    provenance: &Provenance,
+    row: &InputRow,
+    payload: Option<(&[u8], bool)>,
+) -> Result<i64, StoreError> {
+    // One statement, so that an input and its kept bytes are written together even outside
+    // of a transaction.
+    let id = sqlx::query_scalar(
+        "WITH input AS ( \
+             INSERT INTO inputs (channel, origin, sha256, size, received_at, outcome, stage, error, warnings, \
+                 duplicate_of, reports_stored, reports_duplicate, records, messages) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             RETURNING id \
+         ), kept AS ( \
+             INSERT INTO input_payloads (input, sealed, payload) \
+             SELECT id, $16, $15 FROM input WHERE $15::bytea IS NOT NULL \
+         ) \
+         SELECT id FROM input",
+    )
+    .bind(provenance.channel)
+    .bind(&provenance.origin)
+    .bind(&provenance.fingerprint.sha256[..])
+    .bind(provenance.fingerprint.size as i64)
+    .bind(provenance.received_at)
+    .bind(row.outcome.as_str())
+    .bind(row.stage)
+    .bind(&row.error)
+    .bind(&row.warnings)
+    .bind(row.duplicate_of)
+    .bind(row.reports_stored)
+    .bind(row.reports_duplicate)
+    .bind(row.records)
+    .bind(row.messages)
+    .bind(payload.map(|(bytes, _)| bytes))
+    .bind(payload.is_some_and(|(_, sealed)| sealed))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Rewrites the outcome of an input: after duplicates were found, or after `reprocess`.
+/// Stores a new input with its complete reports in one round trip (`dmarcpipe_store_input`).
+/// `row` assumes every report is new; the returned row is corrected for duplicates.
+pub(crate) async fn store_input_with_reports(
+    conn: &mut PgConnection,
+    provenance: &Provenance,
+    row: &InputRow,
+    reports: serde_json::Value,
+    payload: Option<(&[u8], bool)>,
+) -> Result<(i64, InputRow), StoreError> {
+    let new_input = serde_json::json!({
+        "channel": provenance.channel,
+        "origin": provenance.origin,
+        "sha256": hex(&provenance.fingerprint.sha256),
+        "size": provenance.fingerprint.size,
+        "received_at": provenance.received_at,
+        "outcome": row.outcome.as_str(),
+        "stage": row.stage,
+        "error": row.error,
+        "warnings": row.warnings,
+        "reports_stored": row.reports_stored,
+        "reports_duplicate": row.reports_duplicate,
+        "records": row.records,
+        "messages": row.messages,
+    });
+    let (id, outcome, reports_stored, reports_duplicate, records, messages, duplicate_of): (
+        i64,
+        String,
+        i32,
+        i32,
+        i64,
+        i64,
+        Option<i64>,
+    ) = sqlx::query_as("SELECT * FROM dmarcpipe_store_input($1::text::json, $2::text::json, $3, $4)")
+        .bind(new_input.to_string())
+        .bind(reports.to_string())
+        .bind(payload.map(|(bytes, _)| bytes))
+        .bind(payload.is_some_and(|(_, sealed)| sealed))
+        .fetch_one(&mut *conn)
+        .await?;
+    let outcome = match outcome.as_str() {
+        "stored" => Outcome::Stored,
+        "duplicate" => Outcome::Duplicate,
+        "not_report" => Outcome::NotReport,
+        "rejected" => Outcome::Rejected,
+        other => return Err(StoreError::Data(format!("input {id} has outcome `{other}`"))),
+    };
+    let stored =
+        InputRow { outcome, reports_stored, reports_duplicate, records, messages, duplicate_of, ..row.clone() };
+    Ok((id, stored))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) async fn update_input(
+    conn: &mut PgConnection,
+    id: i64,
+    row: &InputRow,
+    reprocessed: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE inputs SET outcome = $2, stage = $3, error = $4, warnings = $5, duplicate_of = $6, \
+             reports_stored = $7, reports_duplicate = $8, records = $9, messages = $10, \
+             attempts = attempts + $11::integer, processed_at = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(row.outcome.as_str())
+    .bind(row.stage)
+    .bind(&row.error)
+    .bind(&row.warnings)
+    .bind(row.duplicate_of)
+    .bind(row.reports_stored)
+    .bind(row.reports_duplicate)
+    .bind(row.records)
+    .bind(row.messages)
+    .bind(i32::from(reprocessed))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn keep_payload(
+    conn: &mut PgConnection,
+    input: i64,
+    bytes: &[u8],
+    sealed: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO input_payloads (input, sealed, payload) VALUES ($1, $2, $3) \
+         ON CONFLICT (input) DO UPDATE SET sealed = excluded.sealed, payload = excluded.payload",
+    )
+    .bind(input)
+    .bind(sealed)
+    .bind(bytes)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn drop_payload(conn: &mut PgConnection, input: i64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM input_payloads WHERE input = $1").bind(input).execute(&mut *conn).await?;
+    Ok(())
+}
