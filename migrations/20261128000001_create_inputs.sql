@@ -27,7 +27,8 @@ CREATE TABLE inputs (
     CONSTRAINT inputs_duplicate_of_fkey FOREIGN KEY (duplicate_of) REFERENCES inputs (id)
 );
 
-CREATE INDEX inputs_sha256_idx ON inputs (sha256);
+-- (sha256, id): the earliest input with given bytes is one index probe away.
+CREATE INDEX inputs_sha256_idx ON inputs (sha256, id);
 CREATE INDEX inputs_received_at_idx ON inputs (received_at);
 CREATE INDEX inputs_rejected_idx ON inputs (id) WHERE outcome = 'rejected';
 

@@ -31,7 +31,6 @@ CREATE TABLE aggregate_reports (
     received_at             timestamptz NOT NULL,
     CONSTRAINT aggregate_reports_pkey PRIMARY KEY (id),
     CONSTRAINT aggregate_reports_natural_key UNIQUE (org_name, report_id, policy_domain, date_begin, date_end),
-    CONSTRAINT aggregate_reports_input_fkey FOREIGN KEY (input) REFERENCES inputs (id),
     CONSTRAINT aggregate_reports_date_range_check CHECK (date_end >= date_begin),
     CONSTRAINT aggregate_reports_schema_check CHECK (schema IN ('rfc7489', 'rfc9990')),
     CONSTRAINT aggregate_reports_policy_p_check CHECK (policy_p IN ('none', 'pass', 'quarantine', 'reject')),
@@ -44,27 +43,18 @@ CREATE TABLE aggregate_reports (
     CONSTRAINT aggregate_reports_policy_discovery_method_check CHECK (policy_discovery_method IN ('psl', 'treewalk'))
 );
 
+-- `input` has no foreign key: a report is written in its input's transaction, right after the
+-- input row, by the only code that writes either; a key check per report cost a query.
 CREATE INDEX aggregate_reports_input_idx ON aggregate_reports (input);
 CREATE INDEX aggregate_reports_domain_begin_idx ON aggregate_reports (policy_domain, date_begin);
-CREATE INDEX aggregate_reports_begin_idx ON aggregate_reports (date_begin);
 
--- Reports whose records are not yet in the rollup; filled by a trigger so that every way a
--- report is stored queues it, in the same transaction.
+-- Reports whose records are not yet in the rollups, queued in the transaction that stores
+-- them (by dmarcpipe_store_input, and by the COPY route of the store for reports it does not
+-- roll up itself).
 CREATE TABLE aggregate_rollup_queue (
     report bigint NOT NULL,
     CONSTRAINT aggregate_rollup_queue_pkey PRIMARY KEY (report)
 );
-
-CREATE FUNCTION dmarcpipe_queue_rollup() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO aggregate_rollup_queue (report) VALUES (NEW.id);
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER aggregate_reports_queue_rollup AFTER INSERT ON aggregate_reports
-    FOR EACH ROW EXECUTE FUNCTION dmarcpipe_queue_rollup();
 
 -- One row per <record>, partitioned by month of the report's date_begin (partitions are
 -- created on demand by dmarcpipe_ensure_record_partition).
@@ -134,9 +124,12 @@ BEGIN
 END;
 $$;
 
--- The rollups `dmarcpipe report` and dashboards read, maintained incrementally from new
--- reports by dmarcpipe_refresh_rollups (after every import, before every report, and
--- periodically by `serve`). Days are the UTC day a report's period begins.
+-- The rollups `dmarcpipe report` and dashboards read. Both are append-only: a report's sums
+-- are added as new rows, by the client for a report streamed in (it sums while it loads), or
+-- by dmarcpipe_refresh_rollups for the small reports queued by the trigger above (a batch at
+-- a time, after every import, before every report, and periodically by `serve`). No row is
+-- ever updated, so concurrent loads never wait on each other; queries add the rows up.
+-- Days are the UTC day a report's period begins.
 --
 -- Messages per day, policy domain, reporter and result: small whatever the traffic.
 CREATE TABLE aggregate_rollup_daily (
@@ -147,14 +140,12 @@ CREATE TABLE aggregate_rollup_daily (
     dkim_aligned  text,
     spf_aligned   text,
     messages      bigint NOT NULL,
-    records       bigint NOT NULL,
-    CONSTRAINT aggregate_rollup_daily_key UNIQUE NULLS NOT DISTINCT
-        (day, policy_domain, org_name, disposition, dkim_aligned, spf_aligned)
+    records       bigint NOT NULL
 );
 
+CREATE INDEX aggregate_rollup_daily_day_idx ON aggregate_rollup_daily (day, policy_domain);
+
 -- Messages per day, policy domain and source address, with the result breakdown as columns.
--- Append-only: each refresh adds its batch's sums (a million-record report can have hundreds
--- of thousands of sources, too many to upsert row by row); queries add the rows up.
 CREATE TABLE aggregate_rollup_sources (
     day                    date   NOT NULL,
     policy_domain          text   NOT NULL,
@@ -177,8 +168,8 @@ CREATE INDEX aggregate_rollup_sources_day_idx ON aggregate_rollup_sources (day, 
 -- never count a report twice.
 CREATE FUNCTION dmarcpipe_refresh_rollups(batch integer) RETURNS integer
 LANGUAGE plpgsql
--- A big report's records are aggregated in one go: in memory, by hashing. (Fresh partitions
--- have no statistics yet, and the planner would otherwise sort a million rows.)
+-- A batch's records are aggregated in one go: in memory, by hashing. (Fresh partitions have
+-- no statistics yet, and the planner would otherwise sort.)
 SET work_mem = '128MB'
 SET enable_sort = off
 AS $$
@@ -193,20 +184,21 @@ BEGIN
         RETURNING report
     )
     SELECT coalesce(array_agg(report), '{}') INTO taken FROM queued;
+    IF cardinality(taken) = 0 THEN
+        RETURN 0;
+    END IF;
     -- The start dates select the partitions to read; the report ids the pages (BRIN).
     SELECT coalesce(array_agg(DISTINCT date_begin), '{}') INTO taken_days
     FROM aggregate_reports WHERE id = ANY (taken);
 
-    INSERT INTO aggregate_rollup_daily AS d
+    INSERT INTO aggregate_rollup_daily
         (day, policy_domain, org_name, disposition, dkim_aligned, spf_aligned, messages, records)
     SELECT (b.date_begin AT TIME ZONE 'UTC')::date, b.policy_domain, b.org_name,
            r.disposition, r.dkim_aligned, r.spf_aligned, sum(r.message_count), count(*)
     FROM aggregate_reports b
     JOIN aggregate_records r ON r.report = b.id AND r.date_begin = b.date_begin
     WHERE b.id = ANY (taken) AND r.report = ANY (taken) AND r.date_begin = ANY (taken_days)
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT ON CONSTRAINT aggregate_rollup_daily_key DO UPDATE
-        SET messages = d.messages + excluded.messages, records = d.records + excluded.records;
+    GROUP BY 1, 2, 3, 4, 5, 6;
 
     INSERT INTO aggregate_rollup_sources
         (day, policy_domain, source_ip, messages, dmarc_pass, dmarc_fail, disposition_none,
@@ -214,7 +206,8 @@ BEGIN
     SELECT (b.date_begin AT TIME ZONE 'UTC')::date, b.policy_domain, r.source_ip,
            sum(r.message_count),
            coalesce(sum(r.message_count) FILTER (WHERE r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass'), 0),
-           coalesce(sum(r.message_count) FILTER (WHERE NOT (r.dkim_aligned = 'pass' OR r.spf_aligned = 'pass')
+           coalesce(sum(r.message_count) FILTER (WHERE coalesce(r.dkim_aligned, '') <> 'pass'
+                                                   AND coalesce(r.spf_aligned, '') <> 'pass'
                                                    AND (r.dkim_aligned IS NOT NULL OR r.spf_aligned IS NOT NULL)), 0),
            coalesce(sum(r.message_count) FILTER (WHERE r.disposition IN ('none', 'pass')), 0),
            coalesce(sum(r.message_count) FILTER (WHERE r.disposition = 'quarantine'), 0),

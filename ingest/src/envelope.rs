@@ -45,6 +45,19 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// How the input itself is named at the start of locations inside it
+    /// (`report.zip > a.xml`, `message > part 2`).
+    pub fn root_label(&self) -> String {
+        match self {
+            Origin::File { path } => {
+                path.file_name().map_or_else(|| "file".to_owned(), |name| name.to_string_lossy().into_owned())
+            }
+            _ => "message".to_owned(),
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,6 +124,25 @@ impl Envelope {
             }
         };
         Ok(Fingerprint { size, sha256: hasher.finalize().into() })
+    }
+
+    /// The envelope with a file payload read into memory when the file is at most `cap`
+    /// bytes (small inputs are then read once, not once to hash and once to parse).
+    pub fn loaded_if_smaller_than(self, cap: u64) -> Result<Envelope, IngestError> {
+        let Payload::File(path) = &self.payload else {
+            return Ok(self);
+        };
+        let what = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|err| from_io(err, &what))?;
+        if file.metadata().map_err(|err| from_io(err, &what))?.len() > cap {
+            return Ok(self);
+        }
+        let mut bytes = Vec::new();
+        file.take(cap + 1).read_to_end(&mut bytes).map_err(|err| from_io(err, &what))?;
+        if bytes.len() as u64 > cap {
+            return Ok(self);
+        }
+        Ok(Envelope { payload: Payload::Bytes(bytes), ..self })
     }
 
     /// The whole input in memory, for keeping a rejected input; `None` when it is larger

@@ -17,13 +17,13 @@ use anyhow::Result;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::intake::files::{Walk, WalkError};
 use dmarcpipe_ingest::limits::format_size;
-use dmarcpipe_store::{InputResult, Outcome, StoreError};
+use dmarcpipe_store::{Durability, InputResult, Outcome, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::connect;
+use super::{connect, connect_with};
 use crate::cli::ImportArgs;
 use crate::config::FileConfig;
 use crate::exit;
@@ -86,8 +86,11 @@ impl Summary {
     }
 }
 
+/// Files up to this size are read by the walker thread, so the workers only parse them.
+const SMALL_FILE: u64 = 64 * 1024;
+
 fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 3
 }
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportArgs) -> Result<u8> {
@@ -96,7 +99,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         return import_stdin(config, database_url, &args, &limits).await;
     }
     let jobs = args.jobs.or(config.import.jobs).unwrap_or_else(default_jobs).max(1);
-    let store = connect(config, database_url, jobs as u32 + 2).await?;
+    // Files stay where they are until the run ends: commit each input without waiting for the
+    // disk, and make everything durable once at the end (before the summary and exit code).
+    let store = connect_with(config, database_url, jobs as u32 + 2, Durability::EndOfBatch).await?;
     let started = Instant::now();
     let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal(), started);
 
@@ -104,7 +109,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let paths = args.paths.clone();
     let max_message_bytes = limits.max_message_bytes;
     let walker = tokio::task::spawn_blocking(move || {
-        for item in Walk::new(paths, max_message_bytes) {
+        for item in Walk::new(paths, max_message_bytes).read_files_up_to(SMALL_FILE) {
             if sender.blocking_send(item).is_err() {
                 break;
             }
@@ -179,6 +184,10 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         && let Err(err) = store.refresh_rollups().await
     {
         tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
+    }
+    if let Err(err) = store.make_durable().await {
+        eprintln!("dmarcpipe: cannot confirm that the imported inputs reached the disk: {err}; run the import again");
+        return Ok(exit::FATAL);
     }
     let mut summary = lock(&summary).clone();
     summary.seconds = started.elapsed().as_secs_f64();

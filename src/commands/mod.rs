@@ -6,15 +6,24 @@ pub mod report;
 pub mod reprocess;
 
 use anyhow::{Context, Result};
-use dmarcpipe_store::Store;
+use dmarcpipe_store::{Durability, Store};
 
 use crate::config::FileConfig;
 use crate::exit;
 
 /// Connects (applying pending migrations).
 pub async fn connect(config: &FileConfig, database_url: Option<&str>, connections: u32) -> Result<Store> {
+    connect_with(config, database_url, connections, Durability::EachInput).await
+}
+
+pub async fn connect_with(
+    config: &FileConfig,
+    database_url: Option<&str>,
+    connections: u32,
+    durability: Durability,
+) -> Result<Store> {
     let url = config.database_url(database_url)?;
-    Store::connect(&url, connections).await.context("cannot open the database")
+    Store::connect_with(&url, connections, durability).await.context("cannot open the database")
 }
 
 pub async fn migrate(config: &FileConfig, database_url: Option<&str>) -> Result<u8> {

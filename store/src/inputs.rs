@@ -23,6 +23,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub(crate) fn parse(text: &str) -> Option<Outcome> {
+        match text {
+            "stored" => Some(Outcome::Stored),
+            "duplicate" => Some(Outcome::Duplicate),
+            "not_report" => Some(Outcome::NotReport),
+            "rejected" => Some(Outcome::Rejected),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Stored => "stored",
@@ -47,6 +57,23 @@ pub(crate) struct InputRow {
     pub messages: i64,
 }
 
+impl InputRow {
+    /// The row of an input whose very bytes arrived before as input `original`.
+    pub(crate) fn duplicate_of(original: i64) -> Self {
+        InputRow {
+            outcome: Outcome::Duplicate,
+            stage: None,
+            error: None,
+            warnings: serde_json::json!([]),
+            duplicate_of: Some(original),
+            reports_stored: 0,
+            reports_duplicate: 0,
+            records: 0,
+            messages: 0,
+        }
+    }
+}
+
 /// Where and when an input arrived.
 #[derive(Debug, Clone)]
 pub(crate) struct Provenance {
@@ -59,9 +86,11 @@ pub(crate) struct Provenance {
 /// The earliest input with the same bytes that was not rejected (rejected inputs are parsed
 /// again: the parser may have improved since).
 pub(crate) async fn find_identical(conn: &mut PgConnection, sha256: &[u8; 32]) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT min(id) FROM inputs WHERE sha256 = $1 AND outcome <> 'rejected'")
+    // Not `min(id)`: the planner may answer that by walking the primary key until a row
+    // matches, which reads the whole table when none does.
+    Ok(sqlx::query_scalar("SELECT id FROM inputs WHERE sha256 = $1 AND outcome <> 'rejected' ORDER BY id LIMIT 1")
         .bind(&sha256[..])
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?)
 }
 
@@ -107,61 +136,6 @@ pub(crate) async fn insert_input(
 }
 
 /// Rewrites the outcome of an input: after duplicates were found, or after `reprocess`.
-/// Stores a new input with its complete reports in one round trip (`dmarcpipe_store_input`).
-/// `row` assumes every report is new; the returned row is corrected for duplicates.
-pub(crate) async fn store_input_with_reports(
-    conn: &mut PgConnection,
-    provenance: &Provenance,
-    row: &InputRow,
-    reports: serde_json::Value,
-    payload: Option<(&[u8], bool)>,
-) -> Result<(i64, InputRow), StoreError> {
-    let new_input = serde_json::json!({
-        "channel": provenance.channel,
-        "origin": provenance.origin,
-        "sha256": hex(&provenance.fingerprint.sha256),
-        "size": provenance.fingerprint.size,
-        "received_at": provenance.received_at,
-        "outcome": row.outcome.as_str(),
-        "stage": row.stage,
-        "error": row.error,
-        "warnings": row.warnings,
-        "reports_stored": row.reports_stored,
-        "reports_duplicate": row.reports_duplicate,
-        "records": row.records,
-        "messages": row.messages,
-    });
-    let (id, outcome, reports_stored, reports_duplicate, records, messages, duplicate_of): (
-        i64,
-        String,
-        i32,
-        i32,
-        i64,
-        i64,
-        Option<i64>,
-    ) = sqlx::query_as("SELECT * FROM dmarcpipe_store_input($1::text::json, $2::text::json, $3, $4)")
-        .bind(new_input.to_string())
-        .bind(reports.to_string())
-        .bind(payload.map(|(bytes, _)| bytes))
-        .bind(payload.is_some_and(|(_, sealed)| sealed))
-        .fetch_one(&mut *conn)
-        .await?;
-    let outcome = match outcome.as_str() {
-        "stored" => Outcome::Stored,
-        "duplicate" => Outcome::Duplicate,
-        "not_report" => Outcome::NotReport,
-        "rejected" => Outcome::Rejected,
-        other => return Err(StoreError::Data(format!("input {id} has outcome `{other}`"))),
-    };
-    let stored =
-        InputRow { outcome, reports_stored, reports_duplicate, records, messages, duplicate_of, ..row.clone() };
-    Ok((id, stored))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub(crate) async fn update_input(
     conn: &mut PgConnection,
     id: i64,

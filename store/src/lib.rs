@@ -21,17 +21,40 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Datelike, Utc};
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::StoreError;
 pub use inputs::Outcome;
 pub use pipeline::InputResult;
 
 use inputs::Provenance;
-use pipeline::Ingest;
+use pipeline::{COPY_RECORDS, Collector, Findings, Ingest, SMALL_INPUT};
+
+/// Inputs in memory up to this size are parsed on the async task itself.
+const INLINE_INPUT: u64 = 64 * 1024;
+
+/// What the blocking part of [`Store::ingest`] hands back.
+enum Prepared {
+    Done(InputResult),
+    Small(Envelope, Provenance, Findings, Limits),
+}
+
+/// When commits are flushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every input's commit waits for the disk: for sources that delete a message once it is
+    /// acknowledged (SMTP, IMAP, an MTA pipe).
+    EachInput,
+    /// Commits return before the disk write (PostgreSQL's `synchronous_commit = off`) and
+    /// [`Store::make_durable`] flushes them all at the end: for imports of files, which stay
+    /// where they are, so a crash loses nothing that a second run will not store. It saves a
+    /// disk flush per input.
+    EndOfBatch,
+}
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -53,14 +76,37 @@ impl Store {
     /// Connects and applies pending migrations. `connections` should exceed the number of
     /// inputs processed at once by one or two (partition creation uses its own connection).
     pub async fn connect(url: &str, connections: u32) -> Result<Store, StoreError> {
+        Store::connect_with(url, connections, Durability::EachInput).await
+    }
+
+    /// [`Store::connect`] with a choice of when commits reach the disk.
+    pub async fn connect_with(url: &str, connections: u32, durability: Durability) -> Result<Store, StoreError> {
+        let mut options: PgConnectOptions = url.parse()?;
+        if durability == Durability::EndOfBatch {
+            options = options.options([("synchronous_commit", "off")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2))
             .acquire_timeout(Duration::from_secs(15))
-            .connect(url)
+            // A connection that broke is found out by the next query, which fails the input
+            // (not acknowledged, retried); a ping before every query cost a round trip.
+            .test_before_acquire(false)
+            .connect_with(options)
             .await?;
         let store = Store::from_pool(pool);
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Waits until every commit made so far is on disk. With [`Durability::EndOfBatch`], call it
+    /// before reporting a batch done: one synchronous commit flushes the log up to it, and with
+    /// it every asynchronous commit before.
+    pub async fn make_durable(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Wraps an existing pool (tests); does not migrate.
@@ -78,35 +124,92 @@ impl Store {
         Ok(())
     }
 
-    fn partition_known(&self, month: i32) -> bool {
-        self.inner.partitions.lock().is_ok_and(|known| known.contains(&month))
+    /// Makes sure the record partitions for these report start dates exist. Runs on its own
+    /// connection, outside any input's transaction (see the migration for why that is safe);
+    /// known months are remembered, so this costs nothing after the first report of a month.
+    pub(crate) async fn ensure_partitions(
+        &self,
+        starts: impl IntoIterator<Item = DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut months: Vec<(i32, DateTime<Utc>)> =
+            starts.into_iter().map(|start| (start.year() * 12 + start.month0() as i32, start)).collect();
+        months.sort_by_key(|(month, _)| *month);
+        months.dedup_by_key(|(month, _)| *month);
+        for (month, start) in months {
+            if self.inner.partitions.lock().is_ok_and(|known| known.contains(&month)) {
+                continue;
+            }
+            sqlx::query("SELECT dmarcpipe_ensure_record_partition($1)").bind(start).execute(self.pool()).await?;
+            if let Ok(mut known) = self.inner.partitions.lock() {
+                known.insert(month);
+            }
+        }
+        Ok(())
     }
 
-    fn remember_partition(&self, month: i32) {
-        if let Ok(mut known) = self.inner.partitions.lock() {
-            known.insert(month);
-        }
+    /// Whether kept payloads are sealed (set once forensic sealing is configured).
+    pub(crate) fn payloads_sealed(&self) -> bool {
+        false
     }
 
     /// Stores one input: its reports, its provenance, exactly one outcome. Returns only once
     /// everything is committed; an error means nothing was (and the source must retry,
     /// see [`StoreError::is_transient`]).
     pub async fn ingest(&self, envelope: Envelope, limits: &Limits) -> Result<InputResult, StoreError> {
-        let store = self.clone();
-        let limits = limits.clone();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let fingerprint = envelope.fingerprint()?;
-            let provenance = Provenance {
-                channel: envelope.origin.channel(),
-                origin: envelope.origin.to_string(),
-                fingerprint,
-                received_at: envelope.received_at,
-            };
-            Ingest::run(&store, &handle, &envelope, &limits, provenance)
-        })
-        .await
-        .map_err(|err| StoreError::Task(err.to_string()))?
+        let inline = matches!(&envelope.payload, Payload::Bytes(bytes) if bytes.len() as u64 <= INLINE_INPUT);
+        let prepared = if inline {
+            // A few KiB parse in less time than handing them to another thread takes.
+            self.prepare(envelope, limits.clone(), None)?
+        } else {
+            let store = self.clone();
+            let limits = limits.clone();
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || store.prepare(envelope, limits, Some(&handle)))
+                .await
+                .map_err(|err| StoreError::Task(err.to_string()))??
+        };
+        match prepared {
+            Prepared::Done(result) => Ok(result),
+            Prepared::Small(envelope, provenance, findings, limits) if findings.pending_records > COPY_RECORDS => {
+                let store = self.clone();
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    Ingest::write_findings(&store, &handle, &envelope, &limits, provenance, findings)
+                })
+                .await
+                .map_err(|err| StoreError::Task(err.to_string()))?
+            }
+            Prepared::Small(envelope, provenance, findings, limits) => {
+                pipeline::store_small(self, &envelope, &limits, provenance, findings).await
+            }
+        }
+    }
+
+    /// The part of [`Store::ingest`] that may block: reads, hashes and parses a small input
+    /// (no database), or runs the whole large route (which needs `handle`).
+    fn prepare(
+        &self,
+        envelope: Envelope,
+        limits: Limits,
+        handle: Option<&tokio::runtime::Handle>,
+    ) -> Result<Prepared, StoreError> {
+        let envelope = envelope.loaded_if_smaller_than(SMALL_INPUT)?;
+        let fingerprint = envelope.fingerprint()?;
+        let provenance = Provenance {
+            channel: envelope.origin.channel(),
+            origin: envelope.origin.to_string(),
+            fingerprint,
+            received_at: envelope.received_at,
+        };
+        match handle {
+            Some(handle) if fingerprint.size > SMALL_INPUT => {
+                Ingest::run(self, handle, &envelope, &limits, provenance).map(Prepared::Done)
+            }
+            _ => {
+                let findings = Collector::collect(&envelope, &limits);
+                Ok(Prepared::Small(envelope, provenance, findings, limits))
+            }
+        }
     }
 
     /// Rejected inputs whose bytes were kept, oldest first; `only` restricts to these ids.

@@ -1,21 +1,22 @@
 //! The path of one input into the database: fingerprint, unpack, parse, persist, with exactly
 //! one outcome at the end.
 //!
-//! Runs on a blocking thread (parsing is CPU work, reading a file is blocking I/O) and drives
-//! its database connection with `Handle::block_on`, so that the unpacker's visitor can write
-//! while it reads: a report of a million records goes from the decompressor through the
-//! parser into `COPY` in batches, never whole in memory.
+//! Two routes, one result:
+//! - **Small inputs** (up to [`SMALL_INPUT`] bytes, nearly every report mail and file) are read,
+//!   hashed and parsed on a blocking thread without touching the database, then stored in a
+//!   single round trip by `dmarcpipe_store_input` (which also recognises byte-identical inputs
+//!   by SHA-256 and reports already stored by natural key): one statement, one transaction.
+//! - **Large inputs** are first looked up by SHA-256 (no point reading 600 MB again), then
+//!   unpacked on a blocking thread that drives its own connection with `Handle::block_on`: a
+//!   report that outgrows [`STREAM_THRESHOLD`] records is streamed through `COPY` while it is
+//!   parsed, inside a savepoint, so that a failure in its middle undoes that report and nothing
+//!   else, and a million records never sit in memory.
 //!
-//! Transactions: everything an input produces (its provenance row, its reports, their
-//! records, its kept bytes) is committed in one transaction, so an input is either fully
-//! recorded or not at all, and the source is acknowledged only after the commit. Small reports
-//! are collected and written at the end (one round trip each, records of all of them in one
-//! COPY); a report that grows past [`STREAM_THRESHOLD`] records is streamed inside a savepoint,
-//! so that a failure in its middle undoes that report and nothing else.
+//! Either way, everything an input produces (its provenance row, its reports, their records,
+//! its kept bytes) is committed in one transaction, so an input is fully recorded or not at
+//! all, and the source is acknowledged only after the commit.
 
-use std::collections::BTreeSet;
-
-use chrono::Datelike;
+use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::aggregate::{AggregateParser, Opened};
 use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::inspect::{Found, Inspection, Verdict};
@@ -31,10 +32,16 @@ use crate::Store;
 use crate::aggregate::{self, RECORDS_COPY};
 use crate::error::StoreError;
 use crate::inputs::{self, InputRow, Outcome, Provenance};
+use crate::rollup::RollupSums;
 
-/// Reports with more records than this are streamed into the database as they are parsed.
-const STREAM_THRESHOLD: usize = 5_000;
-/// Small reports are written once this many of their records are waiting.
+/// Inputs up to this size take the one-round-trip route...
+pub(crate) const SMALL_INPUT: u64 = 1 << 20;
+/// ...unless their reports have more records than this: those are loaded with COPY, which
+/// costs PostgreSQL a fraction per record of the single statement.
+pub(crate) const COPY_RECORDS: usize = 1_000;
+/// On the large route, reports with more records than this are streamed as they are parsed.
+const STREAM_THRESHOLD: usize = 2_000;
+/// On the large route, small reports are written once this many of their records wait.
 const FLUSH_THRESHOLD: usize = 20_000;
 /// COPY data is sent in chunks of about this size.
 const COPY_CHUNK: usize = 1 << 20;
@@ -65,6 +72,21 @@ pub struct InputResult {
     pub error: Option<String>,
 }
 
+impl InputResult {
+    pub(crate) fn from_row(input: i64, row: &InputRow) -> Self {
+        InputResult {
+            input,
+            outcome: row.outcome,
+            reports_stored: row.reports_stored as u32,
+            reports_duplicate: row.reports_duplicate as u32,
+            records: row.records as u64,
+            messages: row.messages,
+            duplicate_of: row.duplicate_of,
+            error: row.error.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     reports_seen: u32,
@@ -75,119 +97,22 @@ struct Tally {
     duplicate_of: Option<i64>,
 }
 
-pub(crate) struct Ingest<'a> {
-    store: &'a Store,
-    handle: &'a Handle,
-    limits: &'a Limits,
-    envelope: &'a Envelope,
-    target: Target,
-    conn: PoolConnection<Postgres>,
-    input: Option<i64>,
-    tx_open: bool,
-    /// The input row as first written (provisionally) in the transaction.
-    written: Option<InputRow>,
+/// What the unpacker found in an input: complete reports not yet written, what was written
+/// already (streamed), problems, parts that are not reports, container warnings.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    /// Records of the complete reports not yet written.
+    pub(crate) pending_records: usize,
     pending: Vec<AggregateReport>,
-    pending_records: usize,
     tally: Tally,
     problems: Vec<Found<IngestError>>,
     skipped: Vec<Found<String>>,
     warnings: Vec<serde_json::Value>,
 }
 
-impl<'a> Ingest<'a> {
-    /// Runs the whole path of a new input. On error (the database failed) nothing of the
-    /// input is committed and the caller must not acknowledge it.
-    pub(crate) fn run(
-        store: &'a Store,
-        handle: &'a Handle,
-        envelope: &'a Envelope,
-        limits: &'a Limits,
-        provenance: Provenance,
-    ) -> Result<InputResult, StoreError> {
-        let mut conn = handle.block_on(store.pool().acquire())?;
-        if let Some(original) = handle.block_on(inputs::find_identical(&mut conn, &provenance.fingerprint.sha256))? {
-            let row = InputRow {
-                outcome: Outcome::Duplicate,
-                stage: None,
-                error: None,
-                warnings: serde_json::json!([]),
-                duplicate_of: Some(original),
-                reports_stored: 0,
-                reports_duplicate: 0,
-                records: 0,
-                messages: 0,
-            };
-            let input = handle.block_on(inputs::insert_input(&mut conn, &provenance, &row, None))?;
-            return Ok(InputResult::from_row(input, &row));
-        }
-        Ingest::new(store, handle, envelope, limits, Target::New(provenance), conn, None).execute()
-    }
-
-    /// Runs a kept input again, on a connection whose open transaction holds the lock on its
-    /// row.
-    pub(crate) fn rerun(
-        store: &'a Store,
-        handle: &'a Handle,
-        envelope: &'a Envelope,
-        limits: &'a Limits,
-        input: i64,
-        conn: PoolConnection<Postgres>,
-    ) -> Result<InputResult, StoreError> {
-        Ingest::new(store, handle, envelope, limits, Target::Existing { input }, conn, Some(input)).execute()
-    }
-
-    fn new(
-        store: &'a Store,
-        handle: &'a Handle,
-        envelope: &'a Envelope,
-        limits: &'a Limits,
-        target: Target,
-        conn: PoolConnection<Postgres>,
-        open_for: Option<i64>,
-    ) -> Self {
-        Ingest {
-            store,
-            handle,
-            limits,
-            envelope,
-            target,
-            conn,
-            input: open_for,
-            tx_open: open_for.is_some(),
-            written: None,
-            pending: Vec::new(),
-            pending_records: 0,
-            tally: Tally::default(),
-            problems: Vec::new(),
-            skipped: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    fn execute(mut self) -> Result<InputResult, StoreError> {
-        let result = unpack::unpack(self.envelope, self.limits, &mut self).and_then(|()| self.complete());
-        if result.is_err() && self.tx_open {
-            self.abandon();
-        }
-        result
-    }
-
-    /// Rolls back after a failure; a connection that cannot even do that is closed rather
-    /// than returned to the pool with a transaction open.
-    fn abandon(self) {
-        let Ingest { handle, mut conn, .. } = self;
-        let rolled_back = handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn));
-        if rolled_back.is_err() {
-            let _ = handle.block_on(conn.close());
-        }
-    }
-
-    fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
-    /// The input row as things stand.
-    fn row(&self) -> InputRow {
+impl Findings {
+    /// The input row as things stand, counting reports not yet written as new.
+    pub(crate) fn row(&self) -> InputRow {
         let reports_waiting = self.pending.len() as u32;
         let verdict = Verdict::of((self.tally.reports_seen + reports_waiting) as usize, self.problems.len());
         let stored = self.tally.reports_stored + reports_waiting;
@@ -231,22 +156,277 @@ impl<'a> Ingest<'a> {
         }
     }
 
+    fn problem(&mut self, location: &str, error: IngestError) {
+        self.problems.push(Found { location: location.to_owned(), content: error });
+    }
+
+    fn skip(&mut self, location: &str, what: String) {
+        self.skipped.push(Found { location: location.to_owned(), content: what });
+    }
+
+    fn warn(&mut self, code: &'static str, message: String) {
+        self.warnings.push(serde_json::json!({ "code": code, "message": message }));
+    }
+
     /// The input's bytes to keep when it is rejected, or a warning saying why they are not.
-    fn payload_to_keep(&mut self) -> Option<Vec<u8>> {
-        match self.envelope.bytes_up_to(self.limits.max_kept_bytes) {
+    fn payload_to_keep(&mut self, envelope: &Envelope, limits: &Limits) -> Option<Vec<u8>> {
+        match envelope.bytes_up_to(limits.max_kept_bytes) {
             Ok(Some(bytes)) => Some(bytes),
             Ok(None) => {
-                self.warnings.push(serde_json::json!({
-                    "code": "payload_not_kept",
-                    "message": format!("input larger than limits.max_kept_bytes ({} bytes): re-import it from its origin after a fix", self.limits.max_kept_bytes),
-                }));
+                self.warn(
+                    "payload_not_kept",
+                    format!(
+                        "input larger than limits.max_kept_bytes ({} bytes): re-import it from its origin after a fix",
+                        limits.max_kept_bytes
+                    ),
+                );
                 None
             }
             Err(err) => {
-                self.warnings.push(serde_json::json!({"code": "payload_not_kept", "message": err.to_string()}));
+                self.warn("payload_not_kept", err.to_string());
                 None
             }
         }
+    }
+}
+
+/// A document's reading, as far as it went.
+enum Read<'r> {
+    /// Complete reports were added to the findings (or the document was not a report).
+    Done,
+    /// A report outgrew the threshold: its parser and the records read so far.
+    Outgrew(Box<AggregateParser<&'r mut dyn std::io::BufRead>>, Vec<Record>),
+}
+
+/// Reads one document into `findings`; with `stream_after`, hands back a report that grows
+/// beyond that many records so the caller can stream it.
+fn read_document<'r>(
+    findings: &mut Findings,
+    document: Document<'r>,
+    limits: &Limits,
+    stream_after: Option<usize>,
+) -> Read<'r> {
+    let location = document.location;
+    if document.kind == DocumentKind::Json {
+        match unpack::classify_json(document.reader) {
+            Some(err) => findings.problem(location, err),
+            None => findings.skip(location, "JSON, not a report".into()),
+        }
+        return Read::Done;
+    }
+    let mut parser = match AggregateParser::open(document.reader, limits.max_xml_depth) {
+        Ok(Opened::Report(parser)) => parser,
+        Ok(Opened::NotAggregate(what)) => {
+            findings.skip(location, what);
+            return Read::Done;
+        }
+        Err(err) => {
+            findings.problem(location, err);
+            return Read::Done;
+        }
+    };
+    let mut records = Vec::new();
+    loop {
+        match parser.next_record() {
+            Ok(Some(record)) => {
+                records.push(record);
+                if stream_after.is_some_and(|threshold| records.len() > threshold) {
+                    return Read::Outgrew(Box::new(parser), records);
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                findings.problem(location, err);
+                return Read::Done;
+            }
+        }
+    }
+    let header = parser.header().clone();
+    match parser.finish() {
+        Ok(summary) => {
+            findings.pending_records += records.len();
+            findings.pending.push(AggregateReport { header, summary, records });
+        }
+        Err(err) => findings.problem(location, err),
+    }
+    Read::Done
+}
+
+/// Unpacks and parses a small input entirely in memory, touching no database.
+pub(crate) struct Collector<'a> {
+    limits: &'a Limits,
+    findings: Findings,
+}
+
+impl<'a> Collector<'a> {
+    pub(crate) fn collect(envelope: &Envelope, limits: &'a Limits) -> Findings {
+        let mut collector = Collector { limits, findings: Findings::default() };
+        let Ok(()) = unpack::unpack(envelope, limits, &mut collector);
+        collector.findings
+    }
+}
+
+impl Visitor for Collector<'_> {
+    type Error = std::convert::Infallible;
+
+    fn document(&mut self, document: Document<'_>) -> Result<(), Self::Error> {
+        read_document(&mut self.findings, document, self.limits, None);
+        Ok(())
+    }
+
+    fn problem(&mut self, location: &str, error: IngestError) -> Result<(), Self::Error> {
+        self.findings.problem(location, error);
+        Ok(())
+    }
+
+    fn skipped(&mut self, location: &str, what: &str) {
+        self.findings.skip(location, what.to_owned());
+    }
+
+    fn warning(&mut self, code: &'static str, message: String) {
+        self.findings.warn(code, message);
+    }
+}
+
+/// Stores a small input whose findings are complete, in one round trip.
+pub(crate) async fn store_small(
+    store: &Store,
+    envelope: &Envelope,
+    limits: &Limits,
+    provenance: Provenance,
+    mut findings: Findings,
+) -> Result<InputResult, StoreError> {
+    store.ensure_partitions(findings.pending.iter().map(|r| r.header.date_begin)).await?;
+    let payload =
+        if findings.row().outcome == Outcome::Rejected { findings.payload_to_keep(envelope, limits) } else { None };
+    let row = findings.row();
+    let mut conn = store.pool().acquire().await?;
+    let (input, stored) = aggregate::store_with_input(
+        &mut conn,
+        &provenance,
+        &row,
+        &findings.pending,
+        payload.as_deref().map(|p| (p, store.payloads_sealed())),
+    )
+    .await?;
+    Ok(InputResult::from_row(input, &stored))
+}
+
+/// The large route: writes as it reads, on a blocking thread, with its own connection.
+pub(crate) struct Ingest<'a> {
+    store: &'a Store,
+    handle: &'a Handle,
+    limits: &'a Limits,
+    envelope: &'a Envelope,
+    target: Target,
+    conn: PoolConnection<Postgres>,
+    input: Option<i64>,
+    tx_open: bool,
+    /// The input row as first written (provisionally) in the transaction.
+    written: Option<InputRow>,
+    findings: Findings,
+}
+
+impl<'a> Ingest<'a> {
+    /// Runs the large route for a new input. On error (the database failed) nothing of the
+    /// input is committed and the caller must not acknowledge it.
+    pub(crate) fn run(
+        store: &'a Store,
+        handle: &'a Handle,
+        envelope: &'a Envelope,
+        limits: &'a Limits,
+        provenance: Provenance,
+    ) -> Result<InputResult, StoreError> {
+        let mut conn = handle.block_on(store.pool().acquire())?;
+        if let Some(original) = handle.block_on(inputs::find_identical(&mut conn, &provenance.fingerprint.sha256))? {
+            let row = InputRow::duplicate_of(original);
+            let input = handle.block_on(inputs::insert_input(&mut conn, &provenance, &row, None))?;
+            return Ok(InputResult::from_row(input, &row));
+        }
+        Ingest::new(store, handle, envelope, limits, Target::New(provenance), conn, None).execute()
+    }
+
+    /// Writes an input parsed in memory whose reports are too many records for the single
+    /// statement: through the transactional route, with COPY.
+    pub(crate) fn write_findings(
+        store: &'a Store,
+        handle: &'a Handle,
+        envelope: &'a Envelope,
+        limits: &'a Limits,
+        provenance: Provenance,
+        findings: Findings,
+    ) -> Result<InputResult, StoreError> {
+        let mut conn = handle.block_on(store.pool().acquire())?;
+        if let Some(original) = handle.block_on(inputs::find_identical(&mut conn, &provenance.fingerprint.sha256))? {
+            let row = InputRow::duplicate_of(original);
+            let input = handle.block_on(inputs::insert_input(&mut conn, &provenance, &row, None))?;
+            return Ok(InputResult::from_row(input, &row));
+        }
+        let mut ingest = Ingest::new(store, handle, envelope, limits, Target::New(provenance), conn, None);
+        ingest.findings = findings;
+        let result = ingest.complete();
+        if result.is_err() && ingest.tx_open {
+            ingest.abandon();
+        }
+        result
+    }
+
+    /// Runs a kept input again, on a connection whose open transaction holds the lock on its
+    /// row.
+    pub(crate) fn rerun(
+        store: &'a Store,
+        handle: &'a Handle,
+        envelope: &'a Envelope,
+        limits: &'a Limits,
+        input: i64,
+        conn: PoolConnection<Postgres>,
+    ) -> Result<InputResult, StoreError> {
+        Ingest::new(store, handle, envelope, limits, Target::Existing { input }, conn, Some(input)).execute()
+    }
+
+    fn new(
+        store: &'a Store,
+        handle: &'a Handle,
+        envelope: &'a Envelope,
+        limits: &'a Limits,
+        target: Target,
+        conn: PoolConnection<Postgres>,
+        open_for: Option<i64>,
+    ) -> Self {
+        Ingest {
+            store,
+            handle,
+            limits,
+            envelope,
+            target,
+            conn,
+            input: open_for,
+            tx_open: open_for.is_some(),
+            written: None,
+            findings: Findings::default(),
+        }
+    }
+
+    fn execute(mut self) -> Result<InputResult, StoreError> {
+        let result = unpack::unpack(self.envelope, self.limits, &mut self).and_then(|()| self.complete());
+        if result.is_err() && self.tx_open {
+            self.abandon();
+        }
+        result
+    }
+
+    /// Rolls back after a failure; a connection that cannot even do that is closed rather
+    /// than returned to the pool with a transaction open.
+    fn abandon(self) {
+        let Ingest { handle, mut conn, .. } = self;
+        let rolled_back = handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn));
+        if rolled_back.is_err() {
+            let _ = handle.block_on(conn.close());
+        }
+    }
+
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
     }
 
     /// Opens the input's transaction and writes its row provisionally.
@@ -259,7 +439,7 @@ impl<'a> Ingest<'a> {
         self.tx_open = true;
         let input = match self.target.clone() {
             Target::New(provenance) => {
-                let row = self.row();
+                let row = self.findings.row();
                 let id = handle.block_on(inputs::insert_input(self.conn(), &provenance, &row, None))?;
                 self.written = Some(row);
                 id
@@ -270,38 +450,22 @@ impl<'a> Ingest<'a> {
         Ok(input)
     }
 
-    /// Makes sure the record partitions for these report start dates exist. Runs on another
-    /// connection, outside this input's transaction (see the migration for why that is safe).
-    fn ensure_partitions(
-        &self,
-        starts: impl IntoIterator<Item = chrono::DateTime<chrono::Utc>>,
-    ) -> Result<(), StoreError> {
-        for start in starts.into_iter().collect::<BTreeSet<_>>() {
-            let month = start.year() * 12 + start.month0() as i32;
-            if self.store.partition_known(month) {
-                continue;
-            }
-            self.handle.block_on(
-                sqlx::query("SELECT dmarcpipe_ensure_record_partition($1)").bind(start).execute(self.store.pool()),
-            )?;
-            self.store.remember_partition(month);
-        }
-        Ok(())
+    fn ensure_partitions(&self, starts: impl IntoIterator<Item = DateTime<Utc>>) -> Result<(), StoreError> {
+        self.handle.block_on(self.store.ensure_partitions(starts))
     }
 
     /// Records a report found to be a duplicate of a stored one.
     fn count_duplicate(&mut self, header: &ReportHeader) -> Result<(), StoreError> {
         let handle = self.handle;
         let original = handle.block_on(aggregate::find_report(self.conn(), header))?;
+        let tally = &mut self.findings.tally;
         match original {
             // Our own report (a reprocessed input that was partly stored before).
-            Some((_, origin_input)) if Some(origin_input) == self.input => {
-                self.tally.reports_stored += 1;
-            }
+            Some((_, origin_input)) if Some(origin_input) == self.input => tally.reports_stored += 1,
             other => {
-                self.tally.reports_duplicate += 1;
-                if self.tally.duplicate_of.is_none() {
-                    self.tally.duplicate_of = other.map(|(_, input)| input);
+                tally.reports_duplicate += 1;
+                if tally.duplicate_of.is_none() {
+                    tally.duplicate_of = other.map(|(_, input)| input);
                 }
             }
         }
@@ -310,16 +474,16 @@ impl<'a> Ingest<'a> {
 
     /// Writes the complete reports collected so far.
     fn flush(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+        if self.findings.pending.is_empty() {
             return Ok(());
         }
-        self.ensure_partitions(self.pending.iter().map(|r| r.header.date_begin))?;
+        self.ensure_partitions(self.findings.pending.iter().map(|r| r.header.date_begin))?;
         let input = self.begin()?;
         let handle = self.handle;
         let received_at = self.envelope.received_at;
         let mut copy_data = Vec::new();
-        for report in std::mem::take(&mut self.pending) {
-            self.tally.reports_seen += 1;
+        for report in std::mem::take(&mut self.findings.pending) {
+            self.findings.tally.reports_seen += 1;
             let inserted = handle.block_on(aggregate::insert_report(
                 self.conn(),
                 input,
@@ -333,14 +497,15 @@ impl<'a> Ingest<'a> {
                     for (index, record) in report.records.iter().enumerate() {
                         aggregate::encode_record(&mut copy_data, id, index as u64 + 1, &date_begin, record);
                     }
-                    self.tally.reports_stored += 1;
-                    self.tally.records += report.summary.record_count;
-                    self.tally.messages += report.summary.message_count;
+                    let tally = &mut self.findings.tally;
+                    tally.reports_stored += 1;
+                    tally.records += report.summary.record_count;
+                    tally.messages += report.summary.message_count;
                 }
                 None => self.count_duplicate(&report.header)?,
             }
         }
-        self.pending_records = 0;
+        self.findings.pending_records = 0;
         if !copy_data.is_empty() {
             let conn = &mut *self.conn;
             handle.block_on(async {
@@ -354,10 +519,10 @@ impl<'a> Ingest<'a> {
     }
 
     /// Streams a large report into the database while the rest of it is parsed.
-    fn stream_report<R: std::io::BufRead>(
+    fn stream_report(
         &mut self,
         location: &str,
-        mut parser: AggregateParser<R>,
+        mut parser: Box<AggregateParser<&mut dyn std::io::BufRead>>,
         first_records: Vec<Record>,
     ) -> Result<(), StoreError> {
         let header = parser.header().clone();
@@ -365,7 +530,7 @@ impl<'a> Ingest<'a> {
         let input = self.begin()?;
         let handle = self.handle;
         handle.block_on(sqlx::query("SAVEPOINT streamed_report").execute(self.conn()))?;
-        self.tally.reports_seen += 1;
+        self.findings.tally.reports_seen += 1;
         let received_at = self.envelope.received_at;
         let Some(report) = handle.block_on(aggregate::insert_report(self.conn(), input, &header, None, received_at))?
         else {
@@ -376,6 +541,7 @@ impl<'a> Ingest<'a> {
 
         let conn = &mut *self.conn;
         let date_begin = aggregate::timestamp_text(header.date_begin);
+        let mut sums = RollupSums::new(&header);
         let streamed: Result<Result<_, IngestError>, sqlx::Error> = handle.block_on(async {
             let mut copy = conn.copy_in_raw(RECORDS_COPY).await?;
             let mut data = Vec::with_capacity(COPY_CHUNK + 4096);
@@ -383,6 +549,7 @@ impl<'a> Ingest<'a> {
             for record in &first_records {
                 number += 1;
                 aggregate::encode_record(&mut data, report, number, &date_begin, record);
+                sums.add(record);
             }
             drop(first_records);
             loop {
@@ -391,6 +558,7 @@ impl<'a> Ingest<'a> {
                     Ok(Some(record)) => {
                         number += 1;
                         aggregate::encode_record(&mut data, report, number, &date_begin, &record);
+                        sums.add(&record);
                         if data.len() >= COPY_CHUNK {
                             copy.send(std::mem::take(&mut data)).await?;
                             data.reserve(COPY_CHUNK + 4096);
@@ -413,65 +581,39 @@ impl<'a> Ingest<'a> {
             Ok(Ok(summary)) => summary,
             Ok(Err(err)) => {
                 handle.block_on(sqlx::query("ROLLBACK TO SAVEPOINT streamed_report").execute(self.conn()))?;
-                self.problems.push(Found { location: location.to_owned(), content: err });
+                self.findings.problem(location, err);
                 return Ok(());
             }
             Err(err) => return Err(err.into()),
         };
-        handle.block_on(aggregate::complete_streamed_report(self.conn(), report, &summary))?;
+        handle.block_on(aggregate::complete_streamed_report(self.conn(), report, &summary, &sums))?;
         handle.block_on(sqlx::query("RELEASE SAVEPOINT streamed_report").execute(self.conn()))?;
-        self.tally.reports_stored += 1;
-        self.tally.records += summary.record_count;
-        self.tally.messages += summary.message_count;
+        let tally = &mut self.findings.tally;
+        tally.reports_stored += 1;
+        tally.records += summary.record_count;
+        tally.messages += summary.message_count;
         Ok(())
     }
 
     /// Writes the input's outcome and commits.
     fn complete(&mut self) -> Result<InputResult, StoreError> {
         let handle = self.handle;
-        let keep = self.row().outcome == Outcome::Rejected;
-        let payload = if keep { self.payload_to_keep() } else { None };
-        let sealed = false;
+        let keep = self.findings.row().outcome == Outcome::Rejected;
+        let payload = if keep { self.findings.payload_to_keep(self.envelope, self.limits) } else { None };
+        let sealed = self.store.payloads_sealed();
 
-        if !self.tx_open
-            && !self.pending.is_empty()
-            && let Target::New(provenance) = &self.target
-        {
-            // Everything fits in memory and nothing is written yet: one round trip.
-            let provenance = provenance.clone();
-            self.ensure_partitions(self.pending.iter().map(|r| r.header.date_begin))?;
-            let row = self.row();
-            let reports: Vec<serde_json::Value> =
-                self.pending.iter().map(|report| aggregate::report_json(report, self.envelope.received_at)).collect();
-            let (input, stored) = handle.block_on(inputs::store_input_with_reports(
-                self.conn(),
-                &provenance,
-                &row,
-                serde_json::Value::Array(reports),
-                payload.as_deref().map(|p| (p, sealed)),
-            ))?;
-            return Ok(InputResult::from_row(input, &stored));
-        }
-
-        if !self.tx_open && self.pending.is_empty() {
-            // Nothing written yet (not a report, rejected, byte-identical): one statement.
-            let row = self.row();
-            let input = match &self.target {
-                Target::New(provenance) => {
-                    let provenance = provenance.clone();
-                    handle.block_on(inputs::insert_input(
-                        self.conn(),
-                        &provenance,
-                        &row,
-                        payload.as_deref().map(|p| (p, sealed)),
-                    ))?
-                }
+        if !self.tx_open && self.findings.pending.is_empty() {
+            // Nothing written yet (not a report, rejected): one statement.
+            let row = self.findings.row();
+            let input = match self.target.clone() {
+                Target::New(provenance) => handle.block_on(inputs::insert_input(
+                    self.conn(),
+                    &provenance,
+                    &row,
+                    payload.as_deref().map(|p| (p, sealed)),
+                ))?,
                 Target::Existing { input } => {
-                    let input = *input;
                     handle.block_on(inputs::update_input(self.conn(), input, &row, true))?;
-                    if !keep {
-                        handle.block_on(inputs::drop_payload(self.conn(), input))?;
-                    }
                     input
                 }
             };
@@ -480,7 +622,7 @@ impl<'a> Ingest<'a> {
 
         self.flush()?;
         let input = self.begin()?;
-        let row = self.row();
+        let row = self.findings.row();
         match &self.target {
             Target::New(_) => {
                 if self.written.as_ref() != Some(&row) {
@@ -503,84 +645,28 @@ impl<'a> Ingest<'a> {
     }
 }
 
-impl InputResult {
-    fn from_row(input: i64, row: &InputRow) -> Self {
-        InputResult {
-            input,
-            outcome: row.outcome,
-            reports_stored: row.reports_stored as u32,
-            reports_duplicate: row.reports_duplicate as u32,
-            records: row.records as u64,
-            messages: row.messages,
-            duplicate_of: row.duplicate_of,
-            error: row.error.clone(),
-        }
-    }
-}
-
 impl Visitor for Ingest<'_> {
     type Error = StoreError;
 
     fn document(&mut self, document: Document<'_>) -> Result<(), StoreError> {
         let location = document.location.to_owned();
-        if document.kind == DocumentKind::Json {
-            match unpack::classify_json(document.reader) {
-                Some(err) => self.problems.push(Found { location, content: err }),
-                None => self.skipped.push(Found { location, content: "JSON, not a report".into() }),
-            }
-            return Ok(());
+        match read_document(&mut self.findings, document, self.limits, Some(STREAM_THRESHOLD)) {
+            Read::Outgrew(parser, records) => self.stream_report(&location, parser, records),
+            Read::Done if self.findings.pending_records > FLUSH_THRESHOLD => self.flush(),
+            Read::Done => Ok(()),
         }
-        let mut parser = match AggregateParser::open(document.reader, self.limits.max_xml_depth) {
-            Ok(Opened::Report(parser)) => parser,
-            Ok(Opened::NotAggregate(what)) => {
-                self.skipped.push(Found { location, content: what });
-                return Ok(());
-            }
-            Err(err) => {
-                self.problems.push(Found { location, content: err });
-                return Ok(());
-            }
-        };
-        let mut records = Vec::new();
-        loop {
-            match parser.next_record() {
-                Ok(Some(record)) => {
-                    records.push(record);
-                    if records.len() > STREAM_THRESHOLD {
-                        return self.stream_report(&location, parser, records);
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    self.problems.push(Found { location, content: err });
-                    return Ok(());
-                }
-            }
-        }
-        let header = parser.header().clone();
-        match parser.finish() {
-            Ok(summary) => {
-                self.pending_records += records.len();
-                self.pending.push(AggregateReport { header, summary, records });
-                if self.pending_records > FLUSH_THRESHOLD {
-                    self.flush()?;
-                }
-            }
-            Err(err) => self.problems.push(Found { location, content: err }),
-        }
-        Ok(())
     }
 
     fn problem(&mut self, location: &str, error: IngestError) -> Result<(), StoreError> {
-        self.problems.push(Found { location: location.to_owned(), content: error });
+        self.findings.problem(location, error);
         Ok(())
     }
 
     fn skipped(&mut self, location: &str, what: &str) {
-        self.skipped.push(Found { location: location.to_owned(), content: what.to_owned() });
+        self.findings.skip(location, what.to_owned());
     }
 
     fn warning(&mut self, code: &'static str, message: String) {
-        self.warnings.push(serde_json::json!({ "code": code, "message": message }));
+        self.findings.warn(code, message);
     }
 }

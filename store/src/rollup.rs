@@ -6,10 +6,15 @@
 //! which stays small (one row per day, domain, reporter, source and result) however many
 //! records accumulate.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
 use chrono::NaiveDate;
+use dmarcpipe_ingest::model::{Disposition, Record, ReportHeader, Verdict, WireEnum};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow, PgPool};
 
+use crate::copy::CopyRow;
 use crate::error::StoreError;
 
 /// Reports taken per refresh transaction.
@@ -100,6 +105,117 @@ pub struct RollupRow {
     pub dkim_aligned: i64,
     pub spf_aligned: i64,
     pub records: i64,
+}
+
+pub(crate) const DAILY_COPY: &str = "COPY aggregate_rollup_daily (day, policy_domain, org_name, disposition, \
+     dkim_aligned, spf_aligned, messages, records) FROM STDIN";
+pub(crate) const SOURCES_COPY: &str = "COPY aggregate_rollup_sources (day, policy_domain, source_ip, messages, \
+     dmarc_pass, dmarc_fail, disposition_none, disposition_quarantine, disposition_reject, dkim_aligned, \
+     spf_aligned, records) FROM STDIN";
+
+/// Sums of one source (the columns of `aggregate_rollup_sources`).
+#[derive(Debug, Default, Clone, Copy)]
+struct SourceSums {
+    messages: i64,
+    dmarc_pass: i64,
+    dmarc_fail: i64,
+    disposition_none: i64,
+    disposition_quarantine: i64,
+    disposition_reject: i64,
+    dkim_aligned: i64,
+    spf_aligned: i64,
+    records: i64,
+}
+
+/// The rollup rows of one report, summed while its records stream into the database, so that
+/// a report of a million records does not have to be read back to be rolled up. Computes
+/// exactly what `dmarcpipe_refresh_rollups` computes in SQL for queued reports.
+#[derive(Debug)]
+pub(crate) struct RollupSums {
+    day: String,
+    policy_domain: String,
+    org_name: String,
+    daily: HashMap<(Option<Disposition>, Option<Verdict>, Option<Verdict>), (i64, i64)>,
+    sources: HashMap<Option<IpAddr>, SourceSums>,
+}
+
+impl RollupSums {
+    pub fn new(header: &ReportHeader) -> Self {
+        RollupSums {
+            day: header.date_begin.format("%Y-%m-%d").to_string(),
+            policy_domain: header.policy.domain.clone(),
+            org_name: header.org_name.clone(),
+            daily: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, record: &Record) {
+        let count = record.count;
+        let daily = self.daily.entry((record.disposition, record.dkim_aligned, record.spf_aligned)).or_default();
+        daily.0 += count;
+        daily.1 += 1;
+        let source = self.sources.entry(record.source_ip).or_default();
+        source.messages += count;
+        source.records += 1;
+        match record.dmarc_result() {
+            Some(Verdict::Pass) => source.dmarc_pass += count,
+            Some(Verdict::Fail) => source.dmarc_fail += count,
+            None => {}
+        }
+        match record.disposition {
+            Some(Disposition::None | Disposition::Pass) => source.disposition_none += count,
+            Some(Disposition::Quarantine) => source.disposition_quarantine += count,
+            Some(Disposition::Reject) => source.disposition_reject += count,
+            None => {}
+        }
+        if record.dkim_aligned == Some(Verdict::Pass) {
+            source.dkim_aligned += count;
+        }
+        if record.spf_aligned == Some(Verdict::Pass) {
+            source.spf_aligned += count;
+        }
+    }
+
+    /// COPY data for [`DAILY_COPY`].
+    pub fn daily_rows(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ((disposition, dkim, spf), (messages, records)) in &self.daily {
+            CopyRow::new(&mut out)
+                .preformatted(&self.day)
+                .text(Some(&self.policy_domain))
+                .text(Some(&self.org_name))
+                .text(disposition.map(WireEnum::as_str))
+                .text(dkim.map(WireEnum::as_str))
+                .text(spf.map(WireEnum::as_str))
+                .int(*messages)
+                .int(*records)
+                .end();
+        }
+        out
+    }
+
+    /// COPY data for [`SOURCES_COPY`].
+    pub fn source_rows(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.sources.len() * 80);
+        for (ip, sums) in &self.sources {
+            CopyRow::new(&mut out)
+                .preformatted(&self.day)
+                .text(Some(&self.policy_domain))
+                .ip(*ip)
+                .int(sums.messages)
+                .int(sums.dmarc_pass)
+                .int(sums.dmarc_fail)
+                .int(sums.disposition_none)
+                .int(sums.disposition_quarantine)
+                .int(sums.disposition_reject)
+                .int(sums.dkim_aligned)
+                .int(sums.spf_aligned)
+                .int(sums.records)
+                .end();
+        }
+        out
+    }
 }
 
 /// Adds every report not yet counted to the rollup; returns how many were added.

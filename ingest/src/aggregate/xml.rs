@@ -23,7 +23,10 @@ use memchr::{memchr, memchr3, memmem};
 
 use crate::error::{IngestError, from_io};
 
-/// Initial size of the read window; it grows for single tokens larger than this.
+/// The read window starts small (most reports are a few KiB, and a zeroed 256 KiB buffer per
+/// document showed up in profiles), grows to [`WINDOW`] as a document turns out large, and
+/// beyond that only for single tokens larger than it.
+const FIRST_WINDOW: usize = 8 * 1024;
 const WINDOW: usize = 256 * 1024;
 /// No single tag, text node or comment may be larger than this.
 const MAX_TOKEN: usize = 64 << 20;
@@ -204,7 +207,7 @@ impl<R: BufRead> XmlCursor<R> {
     pub fn new(input: R, max_depth: u32) -> Self {
         XmlCursor {
             input,
-            buf: vec![0; WINDOW],
+            buf: vec![0; FIRST_WINDOW],
             pos: 0,
             end: 0,
             eof: false,
@@ -273,7 +276,8 @@ impl<R: BufRead> XmlCursor<R> {
             self.end -= self.pos;
             self.pos = 0;
         }
-        if self.end == self.buf.len() {
+        let large_document = self.consumed > 4 * self.buf.len() as u64 && self.buf.len() < WINDOW;
+        if self.end == self.buf.len() || large_document {
             if self.buf.len() >= MAX_TOKEN {
                 return Err(IngestError::limit("a single XML tag or text", "64 MiB"));
             }

@@ -33,11 +33,25 @@ pub struct Walk {
     visited_dirs: HashSet<PathBuf>,
     mbox: Option<MboxReader>,
     max_message_bytes: u64,
+    read_up_to: u64,
 }
 
 impl Walk {
     pub fn new(paths: impl IntoIterator<Item = PathBuf>, max_message_bytes: u64) -> Self {
-        Walk { pending: paths.into_iter().collect(), visited_dirs: HashSet::new(), mbox: None, max_message_bytes }
+        Walk {
+            pending: paths.into_iter().collect(),
+            visited_dirs: HashSet::new(),
+            mbox: None,
+            max_message_bytes,
+            read_up_to: 0,
+        }
+    }
+
+    /// Files up to this size are read into memory by the walk (which runs on its own thread),
+    /// larger ones are left to be streamed from disk.
+    pub fn read_files_up_to(mut self, bytes: u64) -> Self {
+        self.read_up_to = bytes;
+        self
     }
 
     fn error(path: &Path, source: io::Error) -> Option<Result<Envelope, WalkError>> {
@@ -120,7 +134,13 @@ impl Iterator for Walk {
                 },
                 Ok(false) => {
                     let absolute = std::path::absolute(&path).unwrap_or(path);
-                    return Some(Ok(Envelope::new(Origin::File { path: absolute.clone() }, Payload::File(absolute))));
+                    let envelope =
+                        Envelope::new(Origin::File { path: absolute.clone() }, Payload::File(absolute.clone()));
+                    return Some(
+                        envelope
+                            .loaded_if_smaller_than(self.read_up_to)
+                            .map_err(|err| WalkError { path: absolute, source: io::Error::other(err) }),
+                    );
                 }
                 Err(err) => return Self::error(&path, err),
             }

@@ -78,9 +78,10 @@ pub trait Visitor {
 /// Walks `envelope` and reports what it contains to `visitor`.
 pub fn unpack<V: Visitor>(envelope: &Envelope, limits: &Limits, visitor: &mut V) -> Result<(), V::Error> {
     let mut unpacker = Unpacker { visitor, limits, budget: Budget::new(limits), mime_parts: 0 };
+    let root = envelope.origin.root_label();
     match &envelope.payload {
-        Payload::Bytes(bytes) => unpacker.bytes(bytes, "message", 0),
-        Payload::File(path) => unpacker.file(path),
+        Payload::Bytes(bytes) => unpacker.bytes(bytes, &root, 0),
+        Payload::File(path) => unpacker.file(path, &root),
     }
 }
 
@@ -177,8 +178,7 @@ impl<V: Visitor> Unpacker<'_, V> {
         Ok(true)
     }
 
-    fn file(&mut self, path: &Path) -> Result<(), V::Error> {
-        let location = "file";
+    fn file(&mut self, path: &Path, location: &str) -> Result<(), V::Error> {
         let opened = File::open(path).and_then(|mut file| {
             let mut head = Vec::with_capacity(SNIFF_BYTES);
             (&mut file).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
