@@ -10,6 +10,7 @@
 //! - [`model`]: the normalized report types, enumerations and warnings.
 //! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
 //! - [`limits`] and [`error`]: safety caps and the error type.
+//! - `testkit` (feature `testkit`): report inputs made to order for tests and the benchmark.
 
 pub mod aggregate;
 pub mod charset;
@@ -19,6 +20,8 @@ pub mod inspect;
 pub mod intake;
 pub mod limits;
 pub mod model;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod unpack;
 
 pub use envelope::{Envelope, Origin, Payload};

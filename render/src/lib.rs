@@ -4,7 +4,7 @@
 //! crate formats it as an aligned terminal table, CSV (RFC 4180, header row first) or JSON (an
 //! array of objects keyed by column name, numbers as numbers).
 
-use comfy_table::{CellAlignment, ContentArrangement, presets};
+use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
 
 /// A value in a table.
@@ -57,16 +57,25 @@ impl Cell {
     }
 }
 
-/// Named columns and rows of cells.
+/// Named columns and rows of cells. Names key CSV headers and JSON objects; a terminal
+/// table shows the titles, which may be shorter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     pub columns: Vec<String>,
+    pub titles: Vec<String>,
     pub rows: Vec<Vec<Cell>>,
 }
 
 impl Table {
     pub fn new(columns: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Table { columns: columns.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        let columns: Vec<String> = columns.into_iter().map(Into::into).collect();
+        Table { titles: columns.clone(), columns, rows: Vec::new() }
+    }
+
+    /// Columns as `(name, title)` pairs.
+    pub fn titled<'a>(columns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let (columns, titles) = columns.into_iter().map(|(name, title)| (name.to_owned(), title.to_owned())).unzip();
+        Table { columns, titles, rows: Vec::new() }
     }
 
     pub fn push(&mut self, row: Vec<Cell>) {
@@ -96,10 +105,12 @@ pub fn text_table(table: &Table) -> String {
     if table.rows.is_empty() {
         return "(no rows)\n".to_owned();
     }
+    // A rule under the header and nothing else: easy to read, easy to paste.
+    const STYLE: TableStyle = TableStyle::new().header_separator(LineStyle::none().fill('─').junction('─'));
     let mut out = comfy_table::Table::new();
-    out.load_style(presets::UTF8_HORIZONTAL_ONLY);
+    out.load_style(STYLE);
     out.set_content_arrangement(ContentArrangement::Disabled);
-    out.set_header(table.columns.iter().map(comfy_table::Cell::new));
+    out.set_header(table.titles.iter().map(comfy_table::Cell::new));
     for row in &table.rows {
         out.add_row(row.iter().map(|cell| {
             let formatted = comfy_table::Cell::new(cell.display());

@@ -29,17 +29,17 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
         RollupBy::Day => RollupKey::Day,
     };
     let rows = rollup::query(store.pool(), key, &filter).await.context("cannot query the rollups")?;
-    let mut table = Table::new([
-        key.name(),
-        "messages",
-        "dmarc_pass",
-        "dmarc_fail",
-        "disposition_none",
-        "disposition_quarantine",
-        "disposition_reject",
-        "dkim_aligned",
-        "spf_aligned",
-        "records",
+    let mut table = Table::titled([
+        (key.name(), key.name()),
+        ("messages", "messages"),
+        ("dmarc_pass", "pass"),
+        ("dmarc_fail", "fail"),
+        ("disposition_none", "none"),
+        ("disposition_quarantine", "quarantine"),
+        ("disposition_reject", "reject"),
+        ("dkim_aligned", "dkim ok"),
+        ("spf_aligned", "spf ok"),
+        ("records", "records"),
     ]);
     for row in rows {
         table.push(vec![

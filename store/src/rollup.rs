@@ -239,9 +239,10 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
            AND ($2::date IS NULL OR day >= $2) \
            AND ($3::date IS NULL OR day < $3) \
          GROUP BY 1 \
-         ORDER BY messages DESC, key",
+         ORDER BY {order}",
         key = key.expression(),
         sums = key.sums(),
+        order = if key == RollupKey::Day { "key" } else { "messages DESC, key" },
     );
     let rows = sqlx::query_as(AssertSqlSafe(sql))
         .bind(&filter.domain)

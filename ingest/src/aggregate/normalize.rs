@@ -38,6 +38,10 @@ pub(crate) fn ip_address(text: &str) -> Option<Normalized<IpAddr>> {
                 "ip_normalized",
                 format!("IPv4-mapped address `{trimmed}` read as IPv4"),
             ),
+            // Upper case, leading zeros, uncompressed groups: valid, but not as we store it.
+            _ if ip.to_string() != trimmed => {
+                Normalized::noted(ip, "ip_normalized", format!("`{trimmed}` written in canonical form {ip}"))
+            }
             _ => Normalized::clean(ip),
         });
     }
@@ -161,8 +165,8 @@ mod tests {
     fn every_ip_form_of_the_wild() {
         assert_eq!(ip("192.0.2.1"), Some(("192.0.2.1".into(), false)));
         assert_eq!(ip("2001:db8::1"), Some(("2001:db8::1".into(), false)));
-        assert_eq!(ip("2001:DB8:0:0:0:0:0:1"), Some(("2001:db8::1".into(), false)));
-        assert_eq!(ip("2001:0db8:0000:0000:0000:0000:0000:0001"), Some(("2001:db8::1".into(), false)));
+        assert_eq!(ip("2001:DB8:0:0:0:0:0:1"), Some(("2001:db8::1".into(), true)));
+        assert_eq!(ip("2001:0db8:0000:0000:0000:0000:0000:0001"), Some(("2001:db8::1".into(), true)));
         assert_eq!(ip(" 192.0.2.40 "), Some(("192.0.2.40".into(), false)));
         assert_eq!(ip("::ffff:192.0.2.1"), Some(("192.0.2.1".into(), true)));
         assert_eq!(ip("fe80::1%eth0"), Some(("fe80::1".into(), true)));

@@ -441,11 +441,11 @@ impl<R: BufRead> AggregateParser<R> {
                     self.draft.policy.adkim = self.enum_leaf::<Alignment>("adkim", None, None)?
                 }
                 Step::Start(Tag::Aspf) => self.draft.policy.aspf = self.enum_leaf::<Alignment>("aspf", None, None)?,
-                Step::Start(Tag::P) => self.draft.policy.p = self.enum_leaf::<Disposition>("p", None, None)?,
-                Step::Start(Tag::Sp) => self.draft.policy.sp = self.enum_leaf::<Disposition>("sp", None, None)?,
+                Step::Start(Tag::P) => self.draft.policy.p = self.policy_leaf("p")?,
+                Step::Start(Tag::Sp) => self.draft.policy.sp = self.policy_leaf("sp")?,
                 Step::Start(Tag::Np) => {
                     self.rfc9990_evidence.get_or_insert("<np>");
-                    self.draft.policy.np = self.enum_leaf::<Disposition>("np", None, None)?;
+                    self.draft.policy.np = self.policy_leaf("np")?;
                 }
                 Step::Start(Tag::Pct) => {
                     if let Some(text) = self.optional_leaf("pct", None)? {
@@ -472,6 +472,15 @@ impl<R: BufRead> AggregateParser<R> {
                 Step::Eof => return Err(self.truncated("policy_published")),
             }
         }
+    }
+
+    /// `p`, `sp`, `np`: a disposition, but `pass` is only an outcome, never a policy.
+    fn policy_leaf(&mut self, what: &str) -> Result<Option<Disposition>, IngestError> {
+        let value = self.enum_leaf::<Disposition>(what, None, None)?;
+        if value == Some(Disposition::Pass) {
+            self.warnings.add("value_invalid", format!("<{what}> `pass` is not a policy (kept as sent)"));
+        }
+        Ok(value)
     }
 
     /// Validates the header values once all of them have been read.
@@ -576,8 +585,11 @@ impl<R: BufRead> AggregateParser<R> {
                 }
                 Step::Start(Tag::AuthResults) => self.auth_results(&mut record, number)?,
                 Step::Start(_) => {
-                    self.rfc9990_evidence.get_or_insert("record extension");
-                    if self.cursor.prefix().is_none() && self.cursor.attribute("xmlns").is_none() {
+                    // RFC 9990 record extensions are namespaced; anything else is a stray
+                    // element, kept all the same.
+                    if self.cursor.prefix().is_some() || self.cursor.attribute("xmlns").is_some() {
+                        self.rfc9990_evidence.get_or_insert("record extension");
+                    } else {
                         let name = self.cursor.name().to_owned();
                         self.warnings.add_at(
                             "unknown_element",
@@ -609,6 +621,9 @@ impl<R: BufRead> AggregateParser<R> {
         }
         if record.header_from.is_none() {
             self.warnings.add_at("missing_element", "record without <header_from>", at);
+        }
+        if record.dkim.is_empty() && record.spf.is_empty() {
+            self.warnings.add_at("missing_element", "record without any DKIM or SPF result", at);
         }
         if record.dkim.len() > 100 {
             self.warnings.add_at(
@@ -758,7 +773,12 @@ impl<R: BufRead> AggregateParser<R> {
                 }
                 Step::Start(Tag::EnvelopeFrom) => {
                     record.envelope_from =
-                        self.domain_leaf("envelope_from", at, Some((&mut record.raw, RawKey::Field("envelope_from"))))?
+                        self.domain_leaf("envelope_from", at, Some((&mut record.raw, RawKey::Field("envelope_from"))))?;
+                    // Present but empty is a null reverse-path (a bounce, RFC 9990), not an
+                    // omission: keep the difference.
+                    if record.envelope_from.is_none() {
+                        record.raw.push(("envelope_from".into(), String::new()));
+                    }
                 }
                 Step::Start(Tag::EnvelopeTo) => {
                     record.envelope_to =

@@ -368,23 +368,23 @@ impl<R: BufRead> XmlCursor<R> {
             self.need(2)?;
             match self.buf.get(self.pos + 1).copied() {
                 Some(b'/') => {
-                    let close = self.find(b">", 2)?.ok_or_else(|| self.malformed("end tag not closed"))?;
+                    let close = self.find(b">", 2)?.ok_or_else(|| self.malformed("document ends inside an end tag (truncated?)"))?;
                     let raw = self.pos..self.pos + close + 1;
                     self.pos += close + 1;
                     return Ok(Token::End { raw });
                 }
                 Some(b'?') => {
                     let close =
-                        self.find(b"?>", 2)?.ok_or_else(|| self.malformed("processing instruction not closed"))?;
+                        self.find(b"?>", 2)?.ok_or_else(|| self.malformed("document ends inside a processing instruction (truncated?)"))?;
                     self.pos += close + 2;
                 }
                 Some(b'!') => {
                     self.need(9)?;
                     if self.starts_with(b"<!--") {
-                        let close = self.find(b"-->", 4)?.ok_or_else(|| self.malformed("comment not closed"))?;
+                        let close = self.find(b"-->", 4)?.ok_or_else(|| self.malformed("document ends inside a comment (truncated?)"))?;
                         self.pos += close + 3;
                     } else if self.starts_with(b"<![CDATA[") {
-                        let close = self.find(b"]]>", 9)?.ok_or_else(|| self.malformed("CDATA section not closed"))?;
+                        let close = self.find(b"]]>", 9)?.ok_or_else(|| self.malformed("document ends inside a CDATA section (truncated?)"))?;
                         let (inner, raw) = (self.pos + 9..self.pos + close, self.pos..self.pos + close + 3);
                         self.pos += close + 3;
                         return Ok(Token::CData { inner, raw });
@@ -398,7 +398,7 @@ impl<R: BufRead> XmlCursor<R> {
                     }
                 }
                 Some(_) => {
-                    let close = self.find_tag_end()?.ok_or_else(|| self.malformed("start tag not closed"))?;
+                    let close = self.find_tag_end()?.ok_or_else(|| self.malformed("document ends inside a start tag (truncated?)"))?;
                     let raw = self.pos..self.pos + close + 1;
                     let inner = &self.buf[self.pos + 1..self.pos + close];
                     let empty = inner.last() == Some(&b'/');
@@ -436,11 +436,14 @@ impl<R: BufRead> XmlCursor<R> {
         if let Some(raw) = raw {
             let found = trim_ascii(&self.buf[raw.start + 2..raw.end - 1]);
             if found != &self.open_names[name_start..name_end] {
-                return Err(self.malformed(format!(
+                return Err(IngestError::Xml {
+                    position: self.consumed + raw.start as u64,
+                    reason: format!(
                     "expected </{}>, found </{}>",
-                    String::from_utf8_lossy(&self.open_names[name_start..name_end]),
-                    String::from_utf8_lossy(found)
-                )));
+                        String::from_utf8_lossy(&self.open_names[name_start..name_end]),
+                        String::from_utf8_lossy(found)
+                    ),
+                });
             }
         }
         self.open_ends.pop();

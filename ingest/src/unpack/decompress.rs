@@ -138,6 +138,18 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
+/// Refuses an archive entry whose own header declares a bomb, before reading any of it (the
+/// running checks of [`Capped`] still apply to entries whose headers lie).
+pub(crate) fn check_declared(size: u64, compressed: u64, limits: &Limits) -> Result<(), IngestError> {
+    if size > RATIO_GRACE && size / compressed.max(1) > limits.max_compression_ratio {
+        return Err(IngestError::limit(
+            format!("zip entry declaring {} from {}", format_size(size), format_size(compressed)),
+            format!("{}:1 (a decompression bomb?)", limits.max_compression_ratio),
+        ));
+    }
+    Ok(())
+}
+
 /// Keeps our own errors (limits) and turns decoder failures into `Corrupt`.
 fn corrupt(format: &'static str, err: io::Error) -> io::Error {
     if err.get_ref().is_some_and(|inner| inner.is::<IngestError>()) {

@@ -86,7 +86,13 @@ fn walk_message<V: Visitor>(
                         ),
                     );
                 }
-                let decoded = decode_part(message, base, part);
+                let (decoded, repaired) = decode_part(message, base, part);
+                if repaired {
+                    unpacker.visitor.warning(
+                        "transfer_encoding",
+                        format!("{part_location}: base64 with missing padding or stray characters decoded leniently"),
+                    );
+                }
                 unpacker.bytes(&decoded, &part_location, depth + 1)?;
             }
         }
@@ -110,8 +116,9 @@ fn describe(part: &MessagePart<'_>, index: usize) -> String {
     }
 }
 
-/// The part's body, transfer-decoded from the raw message (see [`walk_message`] for `base`).
-fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> Vec<u8> {
+/// The part's body, transfer-decoded from the raw message (see [`walk_message`] for `base`),
+/// and whether the encoding needed repairs.
+fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
     let raw = message.raw_message();
     let start = (part.offset_body as usize).checked_sub(base);
     let end = (part.offset_end as usize).checked_sub(base);
@@ -119,16 +126,17 @@ fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> Ve
         (Some(start), Some(end)) if start <= end && end <= raw.len() => &raw[start..end],
         // Offsets we cannot map: take mail-parser's own decoding.
         _ => {
-            return match &part.body {
+            let bytes = match &part.body {
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes.to_vec(),
                 PartType::Text(text) | PartType::Html(text) => text.as_bytes().to_vec(),
                 PartType::Message(_) | PartType::Multipart(_) => Vec::new(),
             };
+            return (bytes, false);
         }
     };
     match part.encoding {
         Encoding::Base64 => transfer::base64(body),
-        Encoding::QuotedPrintable => transfer::quoted_printable(body),
-        Encoding::None => body.to_vec(),
+        Encoding::QuotedPrintable => (transfer::quoted_printable(body), false),
+        Encoding::None => (body.to_vec(), false),
     }
 }

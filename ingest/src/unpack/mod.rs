@@ -306,6 +306,10 @@ impl<V: Visitor> Unpacker<'_, V> {
                 )?;
                 continue;
             }
+            if let Err(err) = decompress::check_declared(entry.size(), entry.compressed_size(), self.limits) {
+                self.visitor.problem(&entry_location, err)?;
+                continue;
+            }
             let compressed = CompressedSize::Declared(entry.compressed_size());
             let capped = Capped::new(entry, "zip", compressed, &self.budget);
             let mut reader = BufReader::with_capacity(STREAM_BUFFER, capped);

@@ -4,11 +4,14 @@
 //! padding and stray characters; we skip anything outside the alphabet and decode what is
 //! there. The content is validated afterwards by sniffing its magic bytes, not here.
 
-/// Decodes base64, ignoring non-alphabet bytes and missing padding.
-pub(crate) fn base64(input: &[u8]) -> Vec<u8> {
+/// Decodes base64, ignoring non-alphabet bytes and missing padding; the flag says whether
+/// either had to be ignored (for a warning).
+pub(crate) fn base64(input: &[u8]) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
     let mut acc: u32 = 0;
     let mut bits = 0u32;
+    let mut symbols = 0usize;
+    let mut stray = false;
     for &byte in input {
         let value = match byte {
             b'A'..=b'Z' => byte - b'A',
@@ -19,12 +22,18 @@ pub(crate) fn base64(input: &[u8]) -> Vec<u8> {
             b'=' => {
                 // Padding ends a quantum; anything after it starts afresh (concatenated
                 // base64 blocks happen).
+                symbols += 1;
                 acc = 0;
                 bits = 0;
                 continue;
             }
-            _ => continue,
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => {
+                stray = true;
+                continue;
+            }
         };
+        symbols += 1;
         acc = (acc << 6) | u32::from(value);
         bits += 6;
         if bits >= 8 {
@@ -33,7 +42,7 @@ pub(crate) fn base64(input: &[u8]) -> Vec<u8> {
             acc &= (1 << bits) - 1;
         }
     }
-    out
+    (out, stray || symbols % 4 != 0)
 }
 
 /// Decodes quoted-printable; malformed escapes are kept literally.
@@ -86,10 +95,10 @@ mod tests {
 
     #[test]
     fn base64_tolerates_line_lengths_padding_and_junk() {
-        assert_eq!(base64(b"aGVsbG8gd29ybGQ="), b"hello world");
-        assert_eq!(base64(b"aGVsbG8gd29ybGQ"), b"hello world");
-        assert_eq!(base64(b"aGVs\r\nbG8g\nd29y*bGQ="), b"hello world");
-        assert_eq!(base64(b"aGk=aGk="), b"hihi");
+        assert_eq!(base64(b"aGVsbG8gd29ybGQ="), (b"hello world".to_vec(), false));
+        assert_eq!(base64(b"aGVsbG8gd29ybGQ"), (b"hello world".to_vec(), true));
+        assert_eq!(base64(b"aGVs\r\nbG8g\nd29y*bGQ="), (b"hello world".to_vec(), true));
+        assert_eq!(base64(b"aGk=aGk="), (b"hihi".to_vec(), false));
     }
 
     #[test]

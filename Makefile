@@ -1,0 +1,61 @@
+# dmarcpipe: the two commands of the README are `make run` and `make test`.
+# Without DATABASE_URL, a project-local PostgreSQL in .pgdata/ is created and started
+# (scripts/db.sh); with it, that database server is used.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/dmarcpipe
+BENCH_CORPUS := target/bench-corpus
+
+ifeq ($(strip $(DATABASE_URL)),)
+  export DATABASE_URL := $(shell scripts/db.sh url)
+  DB := db-up
+else
+  DB :=
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help run test db-up db-down build lint fmt bench fuzz clean setup
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Check the toolchain and install the system packages the project uses
+	@command -v $(CARGO) >/dev/null || { echo "Rust is missing: install it with rustup (Rust 1.95)"; exit 2; }
+	@scripts/packages.sh
+
+run: setup build $(DB) ## Import samples/ into PostgreSQL and print the rollups
+	$(BIN) migrate
+	$(BIN) import samples/aggregate || [ $$? -eq 1 ]
+	@for key in result org domain source day; do echo; echo "== dmarcpipe report --by $$key"; $(BIN) report --by $$key || exit 2; done
+
+test: setup $(DB) ## Run every test (unit, golden, PostgreSQL, end-to-end)
+	$(CARGO) test --workspace --all-targets
+
+build: ## Build the release binary
+	$(CARGO) build --release --bin dmarcpipe
+
+db-up: ## Start the project-local PostgreSQL (.pgdata/)
+	@scripts/db.sh up
+
+db-down: ## Stop the project-local PostgreSQL
+	@scripts/db.sh down
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: $(DB) ## Import a generated corpus (2,000 files + a 1,000,000-record report) and measure
+	$(CARGO) build --release --bin dmarcpipe -p dmarcpipe-bench
+	@[ -f $(BENCH_CORPUS)/manifest.json ] || target/release/dmarcpipe-bench generate $(BENCH_CORPUS)
+	target/release/dmarcpipe-bench run --binary $(BIN) --corpus $(BENCH_CORPUS)
+
+fuzz: ## Feed mutated samples to the parsers for a while (FUZZ_SECONDS, default 60)
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} $(CARGO) test --release -p dmarcpipe-ingest --test fuzz -- --ignored --nocapture
+
+clean: ## Remove build output and the local database
+	-scripts/db.sh down
+	rm -rf target .pgdata

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that `make run` and `make test` use, if any is missing:
+# PostgreSQL (the store), and the real peers the tests talk to.
+set -euo pipefail
+
+wanted=(postgresql)
+missing=()
+for package in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+command -v apt-get >/dev/null || { echo "missing packages: ${missing[*]} (install them)" >&2; exit 2; }
+echo "Installing ${missing[*]}..." >&2
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,295 @@
+//! The store against a real PostgreSQL: a fresh database per test (`#[sqlx::test]`, which
+//! needs `DATABASE_URL`; `make test` provides one).
+
+use std::path::{Path, PathBuf};
+
+use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
+use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachment, mail_with_attachments, zip};
+use dmarcpipe_ingest::Limits;
+use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey};
+use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
+use sqlx::PgPool;
+
+const NOV_2: u64 = 1_793_577_600; // 2026-11-02T00:00:00Z
+const OCT_2: u64 = 1_790_899_200; // 2026-10-02T00:00:00Z
+
+fn sample(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/aggregate").join(path)
+}
+
+fn file(path: &str) -> Envelope {
+    let path = sample(path);
+    Envelope::new(Origin::File { path: path.clone() }, Payload::File(path))
+}
+
+fn bytes(name: &str, bytes: Vec<u8>) -> Envelope {
+    Envelope::new(Origin::File { path: PathBuf::from(name) }, Payload::Bytes(bytes))
+}
+
+async fn ingest(store: &Store, envelope: Envelope) -> InputResult {
+    store.ingest(envelope, &Limits::default()).await.expect("the database takes the input")
+}
+
+async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await.expect("query runs").unwrap_or(0)
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_report_is_stored_with_its_records_and_provenance(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let result = ingest(&store, file("outlook-xsi.xml")).await;
+    assert_eq!(result.outcome, Outcome::Stored);
+    assert_eq!((result.reports_stored, result.records), (1, 6));
+
+    let (channel, origin, sha256, outcome): (String, String, String, String) =
+        sqlx::query_as("SELECT channel, origin, sha256, outcome FROM dmarc_inputs WHERE id = $1")
+            .bind(result.input)
+            .fetch_one(&pool)
+            .await
+            .expect("the input row");
+    assert_eq!((channel.as_str(), outcome.as_str()), ("file", "stored"));
+    assert!(origin.ends_with("samples/aggregate/outlook-xsi.xml"), "{origin}");
+    assert_eq!(sha256.len(), 64);
+
+    let (org, domain, p, schema, records, messages): (String, String, String, String, i64, i64) = sqlx::query_as(
+        "SELECT org_name, policy_domain, policy_p, schema, record_count, message_count FROM dmarc_reports WHERE input = $1",
+    )
+    .bind(result.input)
+    .fetch_one(&pool)
+    .await
+    .expect("the report row");
+    assert_eq!(
+        (org.as_str(), domain.as_str(), p.as_str(), schema.as_str()),
+        ("Outlook.example", "example.net", "quarantine", "rfc7489")
+    );
+    assert_eq!(records, 6);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 6);
+    assert_eq!(scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records").await, messages);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records WHERE family(source_ip) = 6").await, 1);
+    // Every record has one DKIM and one SPF result here; the views give one row per result.
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_dkim_results").await, 6);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_spf_results").await, 6);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM dmarc_records WHERE dmarc_result = 'pass' AND dkim_aligned = 'fail' AND spf_aligned = 'fail'").await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_report_arriving_twice_is_a_linked_duplicate(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let first = ingest(&store, file("yahoo.xml.gz")).await;
+    // The same report in a mail: other bytes, same natural key.
+    let second = ingest(&store, file("duplicates/yahoo-again.eml")).await;
+    assert_eq!(first.outcome, Outcome::Stored);
+    assert_eq!(second.outcome, Outcome::Duplicate);
+    assert_eq!((second.reports_stored, second.reports_duplicate, second.records), (0, 1, 0));
+    assert_eq!(second.duplicate_of, Some(first.input));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, first.records as i64);
+
+    // The very same bytes again: recognised by SHA-256, linked to the first arrival.
+    let third = ingest(&store, file("yahoo.xml.gz")).await;
+    assert_eq!((third.outcome, third.duplicate_of), (Outcome::Duplicate, Some(first.input)));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 2);
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn inputs_that_are_not_reports_or_broken_get_their_outcome_and_reason(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let reply = ingest(&store, file("not-reports/human-reply.eml")).await;
+    assert_eq!(reply.outcome, Outcome::NotReport);
+    let warnings: serde_json::Value = sqlx::query_scalar("SELECT warnings FROM dmarc_inputs WHERE id = $1")
+        .bind(reply.input)
+        .fetch_one(&pool)
+        .await
+        .expect("the row");
+    assert!(warnings.to_string().contains("no report found"), "{warnings}");
+
+    let xxe = ingest(&store, file("rejected/xxe.xml")).await;
+    assert_eq!(xxe.outcome, Outcome::Rejected);
+    let (stage, error, kept): (String, String, bool) =
+        sqlx::query_as("SELECT stage, error, payload_kept FROM dmarc_inputs WHERE id = $1")
+            .bind(xxe.input)
+            .fetch_one(&pool)
+            .await
+            .expect("the row");
+    assert_eq!(stage, "parse");
+    assert!(error.contains("xxe.xml") && error.contains("DTD"), "{error}");
+    assert!(kept, "rejected inputs keep their bytes");
+    let payload: Vec<u8> = sqlx::query_scalar("SELECT payload FROM input_payloads WHERE input = $1")
+        .bind(xxe.input)
+        .fetch_one(&pool)
+        .await
+        .expect("the payload");
+    assert_eq!(payload, std::fs::read(sample("rejected/xxe.xml")).expect("the sample"));
+
+    let bomb = ingest(&store, file("rejected/gzip-bomb.xml.gz")).await;
+    assert_eq!(bomb.outcome, Outcome::Rejected);
+    assert!(bomb.error.as_deref().is_some_and(|e| e.contains("compression ratio")), "{:?}", bomb.error);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 0);
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn reprocess_stores_what_an_upgrade_makes_readable(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    // A limit that rejects every report stands in for a parser that could not read it.
+    let strict = Limits { max_xml_depth: 3, ..Limits::default() };
+    let rejected = store.ingest(file("mailru.xml"), &strict).await.expect("stored as rejected");
+    assert_eq!(rejected.outcome, Outcome::Rejected);
+    assert_eq!(store.kept_rejected_inputs(&[]).await.expect("listed"), vec![rejected.input]);
+
+    // Still broken for this "version": stays rejected, bytes stay kept.
+    let again = store.reprocess(rejected.input, &strict).await.expect("reprocessed").expect("claimed");
+    assert_eq!(again.outcome, Outcome::Rejected);
+
+    let fixed = store.reprocess(rejected.input, &Limits::default()).await.expect("reprocessed").expect("claimed");
+    assert_eq!((fixed.input, fixed.outcome, fixed.reports_stored), (rejected.input, Outcome::Stored, 1));
+    let (outcome, attempts, kept): (String, i32, bool) =
+        sqlx::query_as("SELECT outcome, attempts, payload_kept FROM dmarc_inputs WHERE id = $1")
+            .bind(rejected.input)
+            .fetch_one(&pool)
+            .await
+            .expect("the row");
+    assert_eq!((outcome.as_str(), attempts, kept), ("stored", 3, false));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    // Nothing left to reprocess, and a second run finds nothing to claim.
+    assert!(store.kept_rejected_inputs(&[]).await.expect("listed").is_empty());
+    assert!(store.reprocess(rejected.input, &Limits::default()).await.expect("runs").is_none());
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_broken_part_rejects_its_input_but_keeps_the_good_reports(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let good = ReportBuilder::new("Reporter Example", "good-1", "example.com", NOV_2).record("192.0.2.1", 5, "none", "pass", "pass");
+    let archive = zip(&[("good.xml", good.xml().as_bytes()), ("broken.xml", b"<feedback><report_metadata>")]);
+    let result = ingest(&store, bytes("mixed.zip", archive.clone())).await;
+    assert_eq!(result.outcome, Outcome::Rejected);
+    assert_eq!((result.reports_stored, result.records), (1, 1));
+    assert!(result.error.as_deref().is_some_and(|e| e.contains("broken.xml")), "{:?}", result.error);
+
+    // Reprocessing cannot fix the broken entry and must not store the good report twice.
+    let again = store.reprocess(result.input, &Limits::default()).await.expect("runs").expect("claimed");
+    assert_eq!(again.outcome, Outcome::Rejected);
+    assert_eq!(again.reports_stored, 1, "the good report counts as this input's own");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 1);
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn big_reports_are_loaded_with_copy_and_rolled_up_exactly(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let mut rng = Rng(42);
+    // 3,000 records gzipped: parsed in memory, loaded with COPY.
+    let medium = ReportBuilder::new("Medium Example", "m-1", "example.net", NOV_2).random_records(3_000, &mut rng);
+    let result = ingest(&store, bytes("medium.xml.gz", gzip(medium.xml().as_bytes()))).await;
+    assert_eq!((result.outcome, result.records, result.messages), (Outcome::Stored, 3_000, medium.messages() as i64));
+    // 12,000 records of plain XML (over a megabyte): streamed while parsed.
+    let large = ReportBuilder::new("Large Example", "l-1", "example.org", OCT_2).random_records(12_000, &mut rng);
+    let xml = large.xml().into_bytes();
+    assert!(xml.len() > 2 << 20);
+    let result = ingest(&store, bytes("large.xml", xml)).await;
+    assert_eq!((result.outcome, result.records, result.messages), (Outcome::Stored, 12_000, large.messages() as i64));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 15_000);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM pg_class WHERE relname IN ('aggregate_records_2026_10', 'aggregate_records_2026_11')")
+            .await,
+        2,
+        "a partition per month"
+    );
+    store.refresh_rollups().await.expect("refreshed");
+    assert_rollups_match_records(&pool).await;
+}
+
+/// Every rollup key against the same sums computed from the records.
+async fn assert_rollups_match_records(pool: &PgPool) {
+    let filter = RollupFilter::default();
+    for (key, expression) in [
+        (RollupKey::Result, "coalesce(dmarc_result, 'unknown')"),
+        (RollupKey::Source, "coalesce(host(source_ip), 'unknown')"),
+        (RollupKey::Org, "org_name"),
+        (RollupKey::Domain, "policy_domain"),
+        (RollupKey::Day, "to_char((date_begin AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD')"),
+    ] {
+        let mut rollup: Vec<(String, i64, i64, i64, i64, i64)> = rollup::query(pool, key, &filter)
+            .await
+            .expect("the rollup")
+            .into_iter()
+            .map(|row| (row.key, row.messages, row.dmarc_pass, row.disposition_reject, row.dkim_aligned, row.records))
+            .collect();
+        let sql = format!(
+            "SELECT {expression} AS key, sum(message_count)::bigint, \
+                 coalesce(sum(message_count) FILTER (WHERE dmarc_result = 'pass'), 0)::bigint, \
+                 coalesce(sum(message_count) FILTER (WHERE disposition = 'reject'), 0)::bigint, \
+                 coalesce(sum(message_count) FILTER (WHERE dkim_aligned = 'pass'), 0)::bigint, count(*) \
+             FROM dmarc_records GROUP BY 1"
+        );
+        let mut direct: Vec<(String, i64, i64, i64, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.expect("the records");
+        rollup.sort();
+        direct.sort();
+        assert_eq!(rollup, direct, "rollup by {}", key.name());
+    }
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_failure_inside_a_streamed_report_undoes_that_report_only(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let mut rng = Rng(9);
+    let small = ReportBuilder::new("Small Example", "s-1", "example.com", NOV_2).record("192.0.2.7", 2, "none", "pass", "pass");
+    let big = ReportBuilder::new("Big Example", "b-1", "example.com", NOV_2).random_records(6_000, &mut rng).xml();
+    // Cut the big report in the middle of its records: thousands are streamed before the end
+    // of the document turns out to be missing. Uncompressed, the mail is large enough to
+    // take the streaming route.
+    let cut = &big.as_bytes()[..big.len() * 3 / 4];
+    let mail = mail_with_attachments(
+        "Two reports",
+        &[("small.xml", "text/xml", small.xml().as_bytes()), ("big.xml", "text/xml", cut)],
+    );
+    assert!(mail.len() > 1 << 20);
+    let result = store.ingest(bytes("cut.eml", mail), &Limits::default()).await.expect("stored as rejected");
+    assert_eq!(result.outcome, Outcome::Rejected);
+    assert!(
+        result.error.as_deref().is_some_and(|e| e.contains("big.xml") && e.contains("truncated")),
+        "{:?}",
+        result.error
+    );
+    assert_eq!(result.reports_stored, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_daily").await, 0);
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn the_same_report_arriving_at_once_is_stored_once(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let report = ReportBuilder::new("Race Example", "race-1", "example.com", NOV_2)
+        .record("192.0.2.1", 10, "none", "pass", "pass")
+        .record("198.51.100.2", 3, "reject", "fail", "fail");
+    let xml = report.xml().into_bytes();
+    let containers = vec![
+        bytes("race.xml", xml.clone()),
+        bytes("race.xml.gz", gzip(&xml)),
+        bytes("race.zip", zip(&[("race.xml", &xml)])),
+        bytes("race.eml", mail_with_attachment("Report Domain: example.com", "race.xml.gz", "application/gzip", &gzip(&xml))),
+    ];
+    let tasks: Vec<_> = containers.into_iter().map(|envelope| tokio::spawn({
+        let store = store.clone();
+        async move { store.ingest(envelope, &Limits::default()).await }
+    })).collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("the task ran").expect("stored").outcome);
+    }
+    outcomes.sort_by_key(|o| o.as_str());
+    assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Duplicate, Outcome::Duplicate, Outcome::Stored]);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_transient_error() {
+    // Port 9 (discard) refuses connections on any sane machine.
+    let err = Store::connect("postgres://nobody@127.0.0.1:9/nothing", 2).await.expect_err("nothing listens there");
+    assert!(err.is_transient(), "{err}");
+    assert!(matches!(err, StoreError::Database(_)));
+}
