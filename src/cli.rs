@@ -60,6 +60,10 @@ pub struct ImportArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Skip files found in directories whose name matches (`*` is a wildcard); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -129,6 +133,10 @@ pub struct ReprocessArgs {
 pub struct ParseArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// Skip files found in directories whose name matches (`*` is a wildcard); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
 
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -52,8 +52,16 @@ fn generate(dir: &Path, files: u64, large_records: u64) -> Result<()> {
             8..=12 => fs::write(path.with_extension("xml"), &xml)?,
             13..=15 => fs::write(path.with_extension("zip"), zip(&[(&format!("{stem}.xml"), xml.as_bytes())]))?,
             _ => {
-                let subject = format!("Report Domain: {} Submitter: {} Report-ID: <bench-{serial}>", report.domain, report.org_name);
-                let mail = mail_with_attachment(&subject, &format!("{stem}.xml.gz"), "application/gzip", &gzip(xml.as_bytes()));
+                let subject = format!(
+                    "Report Domain: {} Submitter: {} Report-ID: <bench-{serial}>",
+                    report.domain, report.org_name
+                );
+                let mail = mail_with_attachment(
+                    &subject,
+                    &format!("{stem}.xml.gz"),
+                    "application/gzip",
+                    &gzip(xml.as_bytes()),
+                );
                 fs::write(path.with_extension("eml"), mail)?
             }
         }

@@ -35,7 +35,7 @@ pub struct ReportBuilder {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -43,7 +43,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -61,7 +61,14 @@ impl ReportBuilder {
         }
     }
 
-    pub fn record(mut self, source_ip: &str, count: u64, disposition: &'static str, dkim: &'static str, spf: &'static str) -> Self {
+    pub fn record(
+        mut self,
+        source_ip: &str,
+        count: u64,
+        disposition: &'static str,
+        dkim: &'static str,
+        spf: &'static str,
+    ) -> Self {
         self.records.push(RecordSpec { source_ip: source_ip.to_owned(), count, disposition, dkim, spf });
         self
     }
@@ -72,7 +79,8 @@ impl ReportBuilder {
         for _ in 0..n {
             let dkim_pass = rng.below(10) < 8;
             let spf_pass = rng.below(10) < 7;
-            let disposition = if dkim_pass || spf_pass { "none" } else { ["none", "quarantine", "reject"][rng.below(3) as usize] };
+            let disposition =
+                if dkim_pass || spf_pass { "none" } else { ["none", "quarantine", "reject"][rng.below(3) as usize] };
             let source_ip = if rng.below(10) == 0 {
                 format!("2001:db8:{:x}::{:x}", rng.below(0xffff), rng.below(0xffff) + 1)
             } else {

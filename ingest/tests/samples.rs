@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::inspect::{Inspection, inspect};
 use dmarcpipe_ingest::intake::files::Walk;
-use dmarcpipe_ingest::Limits;
 use serde_json::{Value, json};
 
 fn samples_dir() -> PathBuf {

@@ -107,9 +107,10 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
 
     let (sender, mut receiver) = mpsc::channel::<Result<Envelope, WalkError>>(jobs * 4);
     let paths = args.paths.clone();
+    let excluded = args.exclude.clone();
     let max_message_bytes = limits.max_message_bytes;
     let walker = tokio::task::spawn_blocking(move || {
-        for item in Walk::new(paths, max_message_bytes).read_files_up_to(SMALL_FILE) {
+        for item in Walk::new(paths, max_message_bytes).read_files_up_to(SMALL_FILE).excluding(excluded) {
             if sender.blocking_send(item).is_err() {
                 break;
             }

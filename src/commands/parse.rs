@@ -22,7 +22,7 @@ struct Parsed<'a> {
 pub fn run(config: &FileConfig, args: ParseArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
     let mut code = exit::OK;
-    for item in Walk::new(args.paths, limits.max_message_bytes) {
+    for item in Walk::new(args.paths, limits.max_message_bytes).excluding(args.exclude) {
         let text = match item {
             Ok(envelope) => {
                 let inspection = inspect(&envelope, &limits);

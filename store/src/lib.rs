@@ -40,7 +40,7 @@ const INLINE_INPUT: u64 = 64 * 1024;
 /// What the blocking part of [`Store::ingest`] hands back.
 enum Prepared {
     Done(InputResult),
-    Small(Envelope, Provenance, Findings, Limits),
+    Small(Box<(Envelope, Provenance, Findings, Limits)>),
 }
 
 /// When commits are flushed to disk.
@@ -170,7 +170,8 @@ impl Store {
         };
         match prepared {
             Prepared::Done(result) => Ok(result),
-            Prepared::Small(envelope, provenance, findings, limits) if findings.pending_records > COPY_RECORDS => {
+            Prepared::Small(small) if small.2.pending_records > COPY_RECORDS => {
+                let (envelope, provenance, findings, limits) = *small;
                 let store = self.clone();
                 let handle = tokio::runtime::Handle::current();
                 tokio::task::spawn_blocking(move || {
@@ -179,7 +180,8 @@ impl Store {
                 .await
                 .map_err(|err| StoreError::Task(err.to_string()))?
             }
-            Prepared::Small(envelope, provenance, findings, limits) => {
+            Prepared::Small(small) => {
+                let (envelope, provenance, findings, limits) = *small;
                 pipeline::store_small(self, &envelope, &limits, provenance, findings).await
             }
         }
@@ -207,7 +209,7 @@ impl Store {
             }
             _ => {
                 let findings = Collector::collect(&envelope, &limits);
-                Ok(Prepared::Small(envelope, provenance, findings, limits))
+                Ok(Prepared::Small(Box::new((envelope, provenance, findings, limits))))
             }
         }
     }

@@ -127,6 +127,9 @@ struct SourceSums {
     records: i64,
 }
 
+/// Disposition, DKIM alignment and SPF alignment of a record.
+type ResultKey = (Option<Disposition>, Option<Verdict>, Option<Verdict>);
+
 /// The rollup rows of one report, summed while its records stream into the database, so that
 /// a report of a million records does not have to be read back to be rolled up. Computes
 /// exactly what `dmarcpipe_refresh_rollups` computes in SQL for queued reports.
@@ -135,7 +138,8 @@ pub(crate) struct RollupSums {
     day: String,
     policy_domain: String,
     org_name: String,
-    daily: HashMap<(Option<Disposition>, Option<Verdict>, Option<Verdict>), (i64, i64)>,
+    /// (messages, records) per (disposition, DKIM aligned, SPF aligned).
+    daily: HashMap<ResultKey, (i64, i64)>,
     sources: HashMap<Option<IpAddr>, SourceSums>,
 }
 

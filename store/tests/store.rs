@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachment, mail_with_attachments, zip};
-use dmarcpipe_ingest::Limits;
 use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey};
 use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
 use sqlx::PgPool;
@@ -161,7 +161,13 @@ async fn reprocess_stores_what_an_upgrade_makes_readable(pool: PgPool) {
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn a_broken_part_rejects_its_input_but_keeps_the_good_reports(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let good = ReportBuilder::new("Reporter Example", "good-1", "example.com", NOV_2).record("192.0.2.1", 5, "none", "pass", "pass");
+    let good = ReportBuilder::new("Reporter Example", "good-1", "example.com", NOV_2).record(
+        "192.0.2.1",
+        5,
+        "none",
+        "pass",
+        "pass",
+    );
     let archive = zip(&[("good.xml", good.xml().as_bytes()), ("broken.xml", b"<feedback><report_metadata>")]);
     let result = ingest(&store, bytes("mixed.zip", archive.clone())).await;
     assert_eq!(result.outcome, Outcome::Rejected);
@@ -192,8 +198,11 @@ async fn big_reports_are_loaded_with_copy_and_rolled_up_exactly(pool: PgPool) {
     assert_eq!((result.outcome, result.records, result.messages), (Outcome::Stored, 12_000, large.messages() as i64));
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 15_000);
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM pg_class WHERE relname IN ('aggregate_records_2026_10', 'aggregate_records_2026_11')")
-            .await,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('aggregate_records_2026_10', 'aggregate_records_2026_11')"
+        )
+        .await,
         2,
         "a partition per month"
     );
@@ -236,7 +245,8 @@ async fn assert_rollups_match_records(pool: &PgPool) {
 async fn a_failure_inside_a_streamed_report_undoes_that_report_only(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let mut rng = Rng(9);
-    let small = ReportBuilder::new("Small Example", "s-1", "example.com", NOV_2).record("192.0.2.7", 2, "none", "pass", "pass");
+    let small =
+        ReportBuilder::new("Small Example", "s-1", "example.com", NOV_2).record("192.0.2.7", 2, "none", "pass", "pass");
     let big = ReportBuilder::new("Big Example", "b-1", "example.com", NOV_2).random_records(6_000, &mut rng).xml();
     // Cut the big report in the middle of its records: thousands are streamed before the end
     // of the document turns out to be missing. Uncompressed, the mail is large enough to
@@ -271,12 +281,20 @@ async fn the_same_report_arriving_at_once_is_stored_once(pool: PgPool) {
         bytes("race.xml", xml.clone()),
         bytes("race.xml.gz", gzip(&xml)),
         bytes("race.zip", zip(&[("race.xml", &xml)])),
-        bytes("race.eml", mail_with_attachment("Report Domain: example.com", "race.xml.gz", "application/gzip", &gzip(&xml))),
+        bytes(
+            "race.eml",
+            mail_with_attachment("Report Domain: example.com", "race.xml.gz", "application/gzip", &gzip(&xml)),
+        ),
     ];
-    let tasks: Vec<_> = containers.into_iter().map(|envelope| tokio::spawn({
-        let store = store.clone();
-        async move { store.ingest(envelope, &Limits::default()).await }
-    })).collect();
+    let tasks: Vec<_> = containers
+        .into_iter()
+        .map(|envelope| {
+            tokio::spawn({
+                let store = store.clone();
+                async move { store.ingest(envelope, &Limits::default()).await }
+            })
+        })
+        .collect();
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await.expect("the task ran").expect("stored").outcome);

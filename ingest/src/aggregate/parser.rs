@@ -150,21 +150,17 @@ impl<R: BufRead> AggregateParser<R> {
             message_count: 0,
             done: false,
         };
-        loop {
-            match parser.next_item()? {
-                Item::Record(record) => {
-                    parser.buffered.push_back(*record);
-                    if parser.draft.metadata_seen && parser.draft.policy_seen {
-                        break;
-                    }
-                    if parser.buffered.len() > MAX_RECORDS_BEFORE_HEADER {
-                        return Err(IngestError::limit(
-                            "records before <report_metadata> and <policy_published>",
-                            MAX_RECORDS_BEFORE_HEADER,
-                        ));
-                    }
-                }
-                Item::End => break,
+        // Up to the first record, or further while the header is incomplete.
+        while let Item::Record(record) = parser.next_item()? {
+            parser.buffered.push_back(*record);
+            if parser.draft.metadata_seen && parser.draft.policy_seen {
+                break;
+            }
+            if parser.buffered.len() > MAX_RECORDS_BEFORE_HEADER {
+                return Err(IngestError::limit(
+                    "records before <report_metadata> and <policy_published>",
+                    MAX_RECORDS_BEFORE_HEADER,
+                ));
             }
         }
         parser.header = Some(parser.complete_header()?);

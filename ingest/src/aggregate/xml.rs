@@ -302,7 +302,8 @@ impl<R: BufRead> XmlCursor<R> {
     /// more input as needed; `None` at the end of the input.
     fn find(&mut self, needle: &[u8], mut from: usize) -> Result<Option<usize>, IngestError> {
         loop {
-            let window = &self.buf[self.pos + from..self.end];
+            // `from` may lie beyond what has been read so far (a document cut short).
+            let window = &self.buf[(self.pos + from).min(self.end)..self.end];
             let found = if needle.len() == 1 { memchr(needle[0], window) } else { memmem::find(window, needle) };
             if let Some(at) = found {
                 return Ok(Some(from + at));
@@ -368,23 +369,30 @@ impl<R: BufRead> XmlCursor<R> {
             self.need(2)?;
             match self.buf.get(self.pos + 1).copied() {
                 Some(b'/') => {
-                    let close = self.find(b">", 2)?.ok_or_else(|| self.malformed("document ends inside an end tag (truncated?)"))?;
+                    let close = self
+                        .find(b">", 2)?
+                        .ok_or_else(|| self.malformed("document ends inside an end tag (truncated?)"))?;
                     let raw = self.pos..self.pos + close + 1;
                     self.pos += close + 1;
                     return Ok(Token::End { raw });
                 }
                 Some(b'?') => {
-                    let close =
-                        self.find(b"?>", 2)?.ok_or_else(|| self.malformed("document ends inside a processing instruction (truncated?)"))?;
+                    let close = self
+                        .find(b"?>", 2)?
+                        .ok_or_else(|| self.malformed("document ends inside a processing instruction (truncated?)"))?;
                     self.pos += close + 2;
                 }
                 Some(b'!') => {
                     self.need(9)?;
                     if self.starts_with(b"<!--") {
-                        let close = self.find(b"-->", 4)?.ok_or_else(|| self.malformed("document ends inside a comment (truncated?)"))?;
+                        let close = self
+                            .find(b"-->", 4)?
+                            .ok_or_else(|| self.malformed("document ends inside a comment (truncated?)"))?;
                         self.pos += close + 3;
                     } else if self.starts_with(b"<![CDATA[") {
-                        let close = self.find(b"]]>", 9)?.ok_or_else(|| self.malformed("document ends inside a CDATA section (truncated?)"))?;
+                        let close = self
+                            .find(b"]]>", 9)?
+                            .ok_or_else(|| self.malformed("document ends inside a CDATA section (truncated?)"))?;
                         let (inner, raw) = (self.pos + 9..self.pos + close, self.pos..self.pos + close + 3);
                         self.pos += close + 3;
                         return Ok(Token::CData { inner, raw });
@@ -398,7 +406,9 @@ impl<R: BufRead> XmlCursor<R> {
                     }
                 }
                 Some(_) => {
-                    let close = self.find_tag_end()?.ok_or_else(|| self.malformed("document ends inside a start tag (truncated?)"))?;
+                    let close = self
+                        .find_tag_end()?
+                        .ok_or_else(|| self.malformed("document ends inside a start tag (truncated?)"))?;
                     let raw = self.pos..self.pos + close + 1;
                     let inner = &self.buf[self.pos + 1..self.pos + close];
                     let empty = inner.last() == Some(&b'/');
@@ -439,7 +449,7 @@ impl<R: BufRead> XmlCursor<R> {
                 return Err(IngestError::Xml {
                     position: self.consumed + raw.start as u64,
                     reason: format!(
-                    "expected </{}>, found </{}>",
+                        "expected </{}>, found </{}>",
                         String::from_utf8_lossy(&self.open_names[name_start..name_end]),
                         String::from_utf8_lossy(found)
                     ),
@@ -470,7 +480,8 @@ impl<R: BufRead> XmlCursor<R> {
                         Ok(text) => self.start.push_str(text),
                         Err(_) => self.start.push_str(&String::from_utf8_lossy(&self.buf[content])),
                     }
-                    self.name_len = name.len();
+                    self.name_len =
+                        self.start.find(|c: char| c.is_ascii_whitespace() || c == '/').unwrap_or(self.start.len());
                     self.open(name)?;
                     self.pending_end = empty;
                     return Ok(Step::Start(tag));
@@ -698,7 +709,7 @@ fn decode_attribute(value: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp + 1..];
-        match after.find(';').and_then(|len| resolve_reference(after[..len].as_bytes()).ok().map(|c| (c, len))) {
+        match after.find(';').and_then(|len| resolve_reference(&after.as_bytes()[..len]).ok().map(|c| (c, len))) {
             Some((ch, len)) => {
                 out.push(ch);
                 rest = &after[len + 1..];

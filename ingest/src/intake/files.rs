@@ -34,6 +34,7 @@ pub struct Walk {
     mbox: Option<MboxReader>,
     max_message_bytes: u64,
     read_up_to: u64,
+    excluded: Vec<String>,
 }
 
 impl Walk {
@@ -44,7 +45,20 @@ impl Walk {
             mbox: None,
             max_message_bytes,
             read_up_to: 0,
+            excluded: Vec::new(),
         }
+    }
+
+    /// Skips files found in directories whose name matches one of these patterns (`*` matches
+    /// any run of characters: `*.expected.json`). Paths given directly are never skipped.
+    pub fn excluding(mut self, patterns: impl IntoIterator<Item = String>) -> Self {
+        self.excluded.extend(patterns);
+        self
+    }
+
+    fn is_excluded(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        self.excluded.iter().any(|pattern| glob_match(pattern, name))
     }
 
     /// Files up to this size are read into memory by the walk (which runs on its own thread),
@@ -79,6 +93,7 @@ impl Walk {
         } else {
             children.extend(sorted_entries(dir)?.into_iter().filter(|p| !is_hidden(p)));
         }
+        children.retain(|child| child.is_dir() || !self.is_excluded(child));
         // Depth-first, in name order.
         for child in children.into_iter().rev() {
             self.pending.push_front(child);
@@ -91,6 +106,26 @@ fn sorted_entries(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut entries = fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect::<io::Result<Vec<_>>>()?;
     entries.sort();
     Ok(entries)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -239,6 +274,17 @@ mod tests {
     }
 
     #[test]
+    fn globs_match_names() {
+        assert!(glob_match("*.expected.json", "a.xml.expected.json"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("report-*.xml", "report-1.xml"));
+        assert!(glob_match("a*b*c", "a-b-c"));
+        assert!(!glob_match("*.json", "a.xml"));
+        assert!(!glob_match("exact", "exactly"));
+        assert!(glob_match("exact", "exact"));
+    }
+
+    #[test]
     fn directories_maildirs_and_mboxes() -> io::Result<()> {
         let root = tempfile::tempdir()?;
         let base = root.path();
@@ -275,7 +321,7 @@ mod tests {
                 "/Maildir/.Reports/new/4.host",
                 "/reports.mbox (message 1)",
                 "/reports.mbox (message 2)",
-                &format!("error: /missing: No such file or directory (os error 2)"),
+                "error: /missing: No such file or directory (os error 2)",
             ]
         );
 

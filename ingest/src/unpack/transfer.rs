@@ -42,7 +42,7 @@ pub(crate) fn base64(input: &[u8]) -> (Vec<u8>, bool) {
             acc &= (1 << bits) - 1;
         }
     }
-    (out, stray || symbols % 4 != 0)
+    (out, stray || !symbols.is_multiple_of(4))
 }
 
 /// Decodes quoted-printable; malformed escapes are kept literally.

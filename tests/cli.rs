@@ -1,0 +1,316 @@
+//! End-to-end tests: the real `dmarcpipe` binary against a real PostgreSQL, a fresh database
+//! per test (`#[sqlx::test]` creates it; the binary migrates it itself).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn samples() -> PathBuf {
+    root().join("samples/aggregate")
+}
+
+/// The golden expectations beside the samples are not inputs.
+const EXCLUDE_EXPECTED: [&str; 2] = ["--exclude", "*.json"];
+
+/// The URL of the test's database: `DATABASE_URL` with the database name swapped.
+fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let database = pool.connect_options().get_database().expect("a database").to_owned();
+    let (without_query, query) = base.split_once('?').map_or((base.as_str(), None), |(b, q)| (b, Some(q)));
+    let authority_end = without_query.find("://").map_or(0, |at| at + 3);
+    let prefix = match without_query[authority_end..].find('/') {
+        Some(slash) => &without_query[..authority_end + slash],
+        None => without_query,
+    };
+    match query {
+        Some(query) => format!("{prefix}/{database}?{query}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+struct Dmarcpipe {
+    url: Option<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Dmarcpipe {
+    fn on(pool: &PgPool) -> Self {
+        Dmarcpipe { url: Some(database_url(pool)), envs: Vec::new() }
+    }
+
+    fn without_database() -> Self {
+        Dmarcpipe { url: None, envs: Vec::new() }
+    }
+
+    fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dmarcpipe"));
+        command.args(args).current_dir(root()).env_remove("DATABASE_URL").env_remove("DMARCPIPE_CONFIG");
+        if let Some(url) = &self.url {
+            command.env("DATABASE_URL", url);
+        }
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("dmarcpipe runs")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dmarcpipe starts");
+        child.stdin.take().expect("stdin").write_all(input).expect("input written");
+        child.wait_with_output().expect("dmarcpipe ends")
+    }
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is JSON ({err}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited")
+}
+
+async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await.expect("query runs").unwrap_or(0)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+#[sqlx::test]
+async fn importing_the_samples_gives_every_outcome(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let output = dmarcpipe.run(&["import", "--json", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())]);
+    // Some samples are broken on purpose: exit 1, and every input is accounted for.
+    assert_eq!(code(&output), 1, "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = json(&output);
+    let count = |key: &str| summary[key].as_u64().expect("a count");
+    assert_eq!(count("rejected"), 10);
+    assert_eq!(count("not_report"), 5);
+    assert_eq!(count("duplicate"), 1);
+    assert_eq!(count("inputs"), count("stored") + count("duplicate") + count("not_report") + count("rejected"));
+    assert_eq!(count("unreadable") + count("failed"), 0);
+    assert_eq!(count("reports") as i64, scalar(&pool, "SELECT count(*) FROM dmarc_reports").await);
+    assert_eq!(count("records") as i64, scalar(&pool, "SELECT count(*) FROM dmarc_records").await);
+    assert_eq!(count("inputs") as i64, scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await);
+    // Rejections are named on stderr with their reason.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rejected/xxe.xml") && stderr.contains("DTD"), "{stderr}");
+
+    // The rollups were refreshed by the import and agree with the records.
+    let totals = json(&dmarcpipe.run(&["report", "--by", "domain", "--format", "json"]));
+    let messages: i64 =
+        totals.as_array().expect("rows").iter().map(|row| row["messages"].as_i64().expect("a total")).sum();
+    assert_eq!(messages, scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records").await);
+
+    // A second run stores nothing new: every input is a byte-identical duplicate.
+    let again = json(&dmarcpipe.run(&["import", "--json", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())]));
+    assert_eq!(again["inputs"], summary["inputs"]);
+    assert_eq!(again["reports"], 0);
+    assert_eq!(again["duplicate"], summary["inputs"].as_u64().expect("n") - count("rejected"));
+}
+
+#[sqlx::test]
+async fn two_imports_at_once_store_each_report_once(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let first = dmarcpipe
+        .command(&["import", "--quiet", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())])
+        .spawn()
+        .expect("starts");
+    let second = dmarcpipe
+        .command(&["import", "--quiet", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())])
+        .spawn()
+        .expect("starts");
+    for child in [first, second] {
+        let output = child.wait_with_output().expect("ends");
+        assert!(matches!(code(&output), 0 | 1));
+    }
+    let keys = scalar(
+        &pool,
+        "SELECT count(DISTINCT (org_name, report_id, policy_domain, date_begin, date_end)) FROM dmarc_reports",
+    )
+    .await;
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, keys);
+    let records: i64 =
+        sqlx::query_scalar("SELECT sum(record_count)::bigint FROM dmarc_reports").fetch_one(&pool).await.expect("sum");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, records);
+}
+
+#[sqlx::test]
+async fn an_mta_pipe_gets_the_right_exit_codes(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let mail = std::fs::read(samples().join("fastmail.eml")).expect("sample");
+    let stored = dmarcpipe.run_with_stdin(&["import", "--json", "-"], &mail);
+    assert_eq!(code(&stored), 0, "{}", String::from_utf8_lossy(&stored.stderr));
+    assert_eq!(json(&stored)["stored"], 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE channel = 'stdin'").await, 1);
+
+    let reply = std::fs::read(samples().join("not-reports/human-reply.eml")).expect("sample");
+    let not_report = dmarcpipe.run_with_stdin(&["import", "--json", "-"], &reply);
+    assert_eq!(code(&not_report), 0);
+    assert_eq!(json(&not_report)["not_report"], 1);
+
+    let broken = std::fs::read(samples().join("rejected/xxe.xml")).expect("sample");
+    assert_eq!(code(&dmarcpipe.run_with_stdin(&["import", "-"], &broken)), 1);
+
+    // The database is down: EX_TEMPFAIL, so the MTA keeps the message and retries.
+    let down = Dmarcpipe::without_database().env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none");
+    let output = down.run_with_stdin(&["import", "-"], &mail);
+    assert_eq!(code(&output), 75, "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("try again later"));
+}
+
+#[sqlx::test]
+async fn reports_come_as_table_csv_and_json_with_filters(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    assert_eq!(
+        code(&dmarcpipe.run(&["import", "--quiet", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())])),
+        1
+    );
+    let total = scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records").await;
+    for key in ["result", "source", "org", "domain", "day"] {
+        let rows = json(&dmarcpipe.run(&["report", "--by", key, "--format", "json"]));
+        let rows = rows.as_array().expect("an array");
+        assert!(!rows.is_empty(), "--by {key}");
+        let sum: i64 = rows.iter().map(|row| row["messages"].as_i64().expect("messages")).sum();
+        assert_eq!(sum, total, "--by {key} adds up to every message");
+        assert!(rows.iter().all(|row| row.get(key).is_some()), "rows keyed by {key}");
+    }
+    let net = json(&dmarcpipe.run(&["report", "--by", "org", "--domain", "example.net", "--format", "json"]));
+    let net_total: i64 = net.as_array().expect("rows").iter().map(|row| row["messages"].as_i64().expect("n")).sum();
+    let expected =
+        scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records WHERE policy_domain = 'example.net'").await;
+    assert_eq!(net_total, expected);
+
+    let day = json(&dmarcpipe.run(&[
+        "report",
+        "--by",
+        "day",
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-02",
+        "--format",
+        "json",
+    ]));
+    let days: Vec<&str> = day.as_array().expect("rows").iter().map(|row| row["day"].as_str().expect("a day")).collect();
+    assert_eq!(days, ["2026-11-01"]);
+
+    let csv = dmarcpipe.run(&["report", "--by", "result", "--format", "csv"]);
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(text.starts_with("result,messages,dmarc_pass,dmarc_fail,"), "{text}");
+    let table = dmarcpipe.run(&["report", "--by", "result"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("messages"));
+
+    let out = tempfile::NamedTempFile::new().expect("a temp file");
+    let written = dmarcpipe.run(&["report", "--by", "org", "--format", "csv", "-o", path(out.path())]);
+    assert_eq!(code(&written), 0);
+    assert!(std::fs::read_to_string(out.path()).expect("written").starts_with("org,messages"));
+
+    let bad = dmarcpipe.run(&["report", "--by", "org", "--since", "last tuesday"]);
+    assert_eq!(code(&bad), 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+}
+
+#[sqlx::test]
+async fn reprocess_takes_rejected_inputs_again(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let file = samples().join("mailru.xml");
+    let rejected = dmarcpipe.run(&["import", "--json", "--max-xml-depth", "3", path(&file)]);
+    assert_eq!(code(&rejected), 1);
+    assert_eq!(json(&rejected)["rejected"], 1);
+    let still = dmarcpipe.run(&["reprocess", "--json", "--max-xml-depth", "3"]);
+    assert_eq!(code(&still), 1);
+    let fixed = dmarcpipe.run(&["reprocess", "--json"]);
+    assert_eq!(code(&fixed), 0, "{}", String::from_utf8_lossy(&fixed.stderr));
+    assert_eq!(json(&fixed)["stored"], 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'stored'").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+}
+
+#[sqlx::test]
+async fn settings_come_from_flags_then_environment_then_config_file(pool: PgPool) {
+    let config = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(config.path(), "[limits]\nmax_xml_depth = 3\n").expect("written");
+    let file = samples().join("outlook-xsi.xml");
+    let from_file = Dmarcpipe::on(&pool).run(&["--config", path(config.path()), "import", "--json", path(&file)]);
+    assert_eq!(json(&from_file)["rejected"], 1, "the config file's limit applies");
+
+    let env_wins = Dmarcpipe::on(&pool)
+        .env("DMARCPIPE_CONFIG", path(config.path()))
+        .env("DMARCPIPE_MAX_XML_DEPTH", "32")
+        .run(&["import", "--json", path(&samples().join("gmx-dmarc2.xml"))]);
+    assert_eq!(json(&env_wins)["stored"], 1, "the environment beats the file");
+
+    let flag_wins = Dmarcpipe::on(&pool).env("DMARCPIPE_MAX_XML_DEPTH", "3").run(&[
+        "import",
+        "--json",
+        "--max-xml-depth",
+        "32",
+        path(&samples().join("yahoo.xml.gz")),
+    ]);
+    assert_eq!(json(&flag_wins)["stored"], 1, "the flag beats the environment");
+
+    std::fs::write(config.path(), "[limits]\nmax_xml_depht = 3\n").expect("written");
+    let typo = Dmarcpipe::on(&pool).run(&["--config", path(config.path()), "import", path(&file)]);
+    assert_eq!(code(&typo), 2);
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("max_xml_depht"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+}
+
+#[test]
+fn without_a_database_commands_say_so() {
+    let output = Dmarcpipe::without_database().run(&["report", "--by", "org"]);
+    assert_eq!(code(&output), 2);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn parse_needs_no_database() {
+    let output = Dmarcpipe::without_database().run(&["parse", path(&samples().join("multi-report.zip"))]);
+    assert_eq!(code(&output), 0);
+    let parsed = json(&output);
+    assert_eq!(parsed["inspection"]["verdict"], "reports");
+    assert_eq!(parsed["inspection"]["reports"].as_array().expect("reports").len(), 2);
+}
+
+#[sqlx::test]
+async fn unreadable_paths_are_reported_and_the_run_goes_on(pool: PgPool) {
+    let output =
+        Dmarcpipe::on(&pool).run(&["import", "--json", "/nonexistent/reports", path(&samples().join("mailru.xml"))]);
+    assert_eq!(code(&output), 1);
+    let summary = json(&output);
+    assert_eq!((summary["unreadable"].as_u64(), summary["stored"].as_u64()), (Some(1), Some(1)));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/reports"));
+}
