@@ -49,7 +49,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench: $(DB) ## Import a generated corpus (2,000 files + a 1,000,000-record report) and measure
-	$(CARGO) build --release --bin dmarcpipe -p dmarcpipe-bench
+	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
 	@[ -f $(BENCH_CORPUS)/manifest.json ] || target/release/dmarcpipe-bench generate $(BENCH_CORPUS)
 	target/release/dmarcpipe-bench run --binary $(BIN) --corpus $(BENCH_CORPUS)
 

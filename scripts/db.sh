@@ -44,7 +44,7 @@ up() {
     as_owner "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
   if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-p $port -k $data -c listen_addresses=''" start >/dev/null
+    as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-p $port -k $data -c listen_addresses='' -c max_connections=200" start >/dev/null
   fi
   if ! as_owner "$bin/psql" -h "$data" -p "$port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'dmarcpipe'" postgres | grep -q 1; then
     as_owner "$bin/createdb" -h "$data" -p "$port" -U postgres dmarcpipe

@@ -29,6 +29,11 @@ impl<'a> CopyRow<'a> {
     }
 
     fn escaped(&mut self, text: &str) {
+        let needs_escape = |byte: &u8| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r' | 0);
+        if !text.as_bytes().iter().any(needs_escape) {
+            self.out.extend_from_slice(text.as_bytes());
+            return;
+        }
         for &byte in text.as_bytes() {
             match byte {
                 b'\\' => self.out.extend_from_slice(b"\\\\"),
@@ -61,13 +66,27 @@ impl<'a> CopyRow<'a> {
 
     pub fn int(&mut self, value: i64) -> &mut Self {
         self.separator();
-        let _ = write!(Utf8Sink(self.out), "{value}");
+        if value < 0 {
+            self.out.push(b'-');
+        }
+        push_decimal(self.out, value.unsigned_abs());
         self
     }
 
     pub fn ip(&mut self, value: Option<IpAddr>) -> &mut Self {
         match value {
             None => self.null(),
+            // The common case, formatted without going through `fmt`.
+            Some(IpAddr::V4(ip)) => {
+                self.separator();
+                for (index, octet) in ip.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        self.out.push(b'.');
+                    }
+                    push_decimal(self.out, u64::from(octet));
+                }
+                self
+            }
             Some(ip) => {
                 self.separator();
                 let _ = write!(Utf8Sink(self.out), "{ip}");
@@ -132,6 +151,21 @@ impl<'a> CopyRow<'a> {
     }
 }
 
+/// Appends the decimal digits of `value`.
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// A timestamp in COPY text form, to be formatted once and written with
 /// [`CopyRow::preformatted`] for every row that shares it.
 pub(crate) fn timestamp_text(value: DateTime<Utc>) -> String {
@@ -156,7 +190,9 @@ mod tests {
     fn fields_are_escaped_for_copy_text_format() {
         let mut out = Vec::new();
         CopyRow::new(&mut out)
-            .int(7)
+            .int(-7)
+            .int(i64::MAX)
+            .ip(Some("192.0.2.255".parse().expect("an address")))
             .text(Some("a\tb\\c\nd"))
             .text(None)
             .ip(Some("2001:db8::1".parse().expect("an address")))
@@ -166,7 +202,7 @@ mod tests {
             .end();
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
-            "7\ta\\tb\\\\c\\nd\t\\N\t2001:db8::1\t{\"x,y\",NULL,\"q\\\\\"uo\\\\\\\\te\"}\t{}\t2023-11-15 00:00:00+00\n"
+            "-7\t9223372036854775807\t192.0.2.255\ta\\tb\\\\c\\nd\t\\N\t2001:db8::1\t{\"x,y\",NULL,\"q\\\\\"uo\\\\\\\\te\"}\t{}\t2023-11-15 00:00:00+00\n"
         );
     }
 }
