@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod intake;
 pub mod limits;
 pub mod model;
+pub(crate) mod normalize;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod unpack;

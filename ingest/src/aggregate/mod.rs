@@ -5,7 +5,6 @@
 //! one, then a [`ReportSummary`](crate::model::ReportSummary) with totals and warnings.
 //! [`AggregateParser`] streams; [`parse`] collects a whole report for small inputs and tests.
 
-mod normalize;
 mod parser;
 mod xml;
 

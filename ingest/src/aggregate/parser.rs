@@ -15,7 +15,7 @@ use std::io::BufRead;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::normalize::{self, Normalized};
+use crate::normalize::{self, Normalized};
 use super::xml::{Step, Tag, XmlCursor};
 use crate::charset::Utf8Reader;
 use crate::error::IngestError;

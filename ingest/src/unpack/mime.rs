@@ -118,7 +118,7 @@ fn describe(part: &MessagePart<'_>, index: usize) -> String {
 
 /// The part's body, transfer-decoded from the raw message (see [`walk_message`] for `base`),
 /// and whether the encoding needed repairs.
-fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
+pub(crate) fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
     let raw = message.raw_message();
     let start = (part.offset_body as usize).checked_sub(base);
     let end = (part.offset_end as usize).checked_sub(base);

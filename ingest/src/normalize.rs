@@ -1,4 +1,5 @@
-//! Normalization of leaf values: IP addresses, timestamps, domains, enumerations.
+//! Normalization of leaf values shared by the aggregate and forensic parsers: IP addresses,
+//! timestamps, domains.
 //!
 //! Each function takes the text a reporter sent and returns the canonical value plus, when it
 //! had to change more than surrounding blanks, a note saying what it did. The parser turns
