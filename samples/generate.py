@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the dmarcpipe sample corpus (samples/aggregate/...).
+"""Writes the dmarcpipe sample corpus (samples/aggregate/... and samples/forensic/...).
 
 Run from the repository root:  python3 samples/generate.py
 
@@ -16,6 +16,7 @@ unique across the corpus, except for the deliberate duplicate in aggregate/dupli
 import base64
 import calendar
 import gzip
+import hashlib
 import io
 import os
 import quopri
@@ -1600,6 +1601,608 @@ def rejected():
 
 
 # --------------------------------------------------------------------------------------------
+# forensic/: failure (RUF) reports and other ARF feedback reports
+# --------------------------------------------------------------------------------------------
+
+def fake_dkim(d, s, ts, seed, h="From:To:Subject:Date:Message-ID:MIME-Version"):
+    """A DKIM-Signature header of the usual shape; bh= and b= are stable hashes of `seed`,
+    not real signatures."""
+    bh = base64.b64encode(hashlib.sha256(("bh:" + seed).encode()).digest()).decode()
+    sig = base64.b64encode(hashlib.sha512(("b1:" + seed).encode()).digest()
+                           + hashlib.sha512(("b2:" + seed).encode()).digest()
+                           + hashlib.sha512(("b3:" + seed).encode()).digest()
+                           + hashlib.sha512(("b4:" + seed).encode()).digest()).decode()
+    lines = "\n\t ".join(sig[i:i + 68] for i in range(0, len(sig), 68))
+    return (f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={d}; s={s};\n"
+            f"\tt={ts}; bh={bh};\n"
+            f"\th={h};\n"
+            f"\tb={lines}")
+
+
+def arf(head, bnd, parts, preamble="This is a multi-part message in MIME format."):
+    """A multipart mail: `head` is the top header section (no blank line at its end) and
+    `parts` are (part headers, part body) pairs; every body ends with a newline."""
+    out = head + "\n" + ("\n" + preamble + "\n" if preamble else "")
+    for headers, body in parts:
+        assert body.endswith("\n")
+        out += f"\n--{bnd}\n{headers}\n\n{body}"
+    return out + f"\n--{bnd}--\n"
+
+
+def forensic():
+    f = "forensic/"
+    mids = set()
+
+    def mid(value):
+        assert value not in mids, value
+        mids.add(value)
+        return value
+
+    # --- google-arf.eml: Google-style DMARC failure report, whole original, CRLF ------------
+    t = day(3) + 9 * 3600 + 14 * 60 + 7            # the original arrives at the receiver
+    sent = t + 1811                                 # the report is written
+    orig_mid = mid("<20261103091402.7d41c2a0@billing.example.com>")
+    original = f"""Received: from mta-45.mailout.example (mta-45.mailout.example [203.0.113.45])
+        by mx.google.example with ESMTPS id 5b1f17b1804b1-47a9c0e3d1fsi8812345a.114
+        for <bob@example.net>;
+        {maildate(t, -480, pad_day=False)}
+{fake_dkim("example.com", "s2026", t - 2, "google-arf original")}
+From: Example Billing <billing@example.com>
+To: Bob Builder <bob@example.net>
+Subject: Invoice 2026-11
+Date: {maildate(t - 3, 60)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset="UTF-8"
+Content-Transfer-Encoding: 7bit
+
+Dear Bob,
+
+please find the details of invoice 2026-11 below.
+
+  Amount due: 1,240.00 EUR
+  Due date:   2026-11-17
+
+Pay through the customer portal to avoid late fees.
+
+Example Billing
+"""
+    feedback = f"""Feedback-Type: auth-failure
+User-Agent: Gmail-Example/1.0
+Version: 1
+Original-Mail-From: <billing@example.com>
+Arrival-Date: {maildate(t, -480, pad_day=False)}
+Source-IP: 203.0.113.45
+Reported-Domain: example.com
+Authentication-Results: mx.google.example;
+       dkim=fail header.i=@example.com header.s=s2026 header.b=Qm9ndXNz;
+       spf=softfail (google.example: domain of transitioning billing@example.com does not designate 203.0.113.45 as permitted sender) smtp.mailfrom=billing@example.com;
+       dmarc=fail (p=REJECT sp=REJECT dis=REJECT) header.from=example.com
+Auth-Failure: dmarc
+Identity-Alignment: dkim
+DKIM-Domain: example.com
+DKIM-Selector: s2026
+"""
+    bnd = "000000000000b4c1e7f20a6d3e91"
+    head = f"""Return-Path: <noreply-dmarc-support@google.example>
+Received: from mail-sor-f41.google.example (mail-sor-f41.google.example [2001:db8:4860:4864::29])
+\tby mx.example.com (Postfix) with ESMTPS id 4ZqR0s1T2u3V
+\tfor <dmarc-failures@example.com>; {maildate(sent + 3)}
+MIME-Version: 1.0
+Date: {maildate(sent, -480)}
+Message-ID: <0000000000007a3e15064f2c1d88@google.example>
+Subject: FW: Invoice 2026-11
+From: noreply-dmarc-support@google.example
+To: dmarc-failures@example.com
+Content-Type: multipart/report; report-type=feedback-report; boundary="{bnd}\""""
+    human = (f"This is an authentication failure report for an email message received from IP\n"
+             f"203.0.113.45 on {maildate(t, -480, pad_day=False)}.\n")
+    write(f + "google-arf.eml", crlf(arf(head, bnd, [
+        ('Content-Type: text/plain; charset="UTF-8"', human),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: message/rfc822", original),
+    ], preamble="")))
+
+    # --- microsoft-arf.eml: Outlook.com-style, headers only, Reporting-MTA, two recipients ---
+    t = day(4) + 14 * 3600 + 2 * 60 + 51
+    sent = t + 95
+    orig_mid = mid("<a3f9e1c2.7b04.4d2e.9c11.5e6f70819203@mailer.example.net>")
+    original = f"""Received: from smtp.bulkrelay.example (198.51.100.23) by
+ BN8PR12MB3345.namprd12.prod.outlook.example (2001:db8:408:6b::19) with
+ Microsoft SMTP Server (version=TLS1_2,
+ cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8158.12; {maildate(t, pad_day=False)}
+From: Example Net Support <support@example.net>
+To: Alice Walker <alice.w@outlook.example>, Dan Kim <dan.k@hotmail.example>
+Subject: Your password expires today
+Date: {maildate(t - 40, -300)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/html; charset="us-ascii"
+Content-Transfer-Encoding: quoted-printable
+X-Mailer: PHPMailer 6.9.1
+"""
+    feedback = f"""Feedback-Type: auth-failure
+Version: 1
+User-Agent: Microsoft-DMARC-Example/1.0
+Reporting-MTA: dns; BN8PR12MB3345.namprd12.prod.outlook.example
+Original-Mail-From: <support@example.net>
+Original-Rcpt-To: <alice.w@outlook.example>
+Original-Rcpt-To: <dan.k@hotmail.example>
+Arrival-Date: {maildate(t, pad_day=False)}
+Source-IP: 198.51.100.23
+Source-Port: 50321
+Reported-Domain: example.net
+Authentication-Results: spf=fail (sender IP is 198.51.100.23)
+ smtp.mailfrom=example.net; dkim=none (message not signed)
+ header.d=none;dmarc=fail action=oreject header.from=example.net;compauth=fail
+ reason=000
+Auth-Failure: dmarc
+Delivery-Result: reject
+Identity-Alignment: dkim,spf
+"""
+    bnd = "_004_BN8PR12MB334551A2C7E8F0D94B6A1C3FBN8PR12MB3345namp_"
+    head = f"""Received: from NAM12-BN8-obe.outbound.protection.outlook.example (2001:db8:2a01:111::5) by
+ mx.example.net with ESMTPS id 4ZqS8t9U0v1W; {maildate(sent + 2)}
+From: DMARC Failure Report <dmarcreport@microsoft.example>
+To: <dmarc-failures@example.net>
+Subject: [DMARC Failure Report] Your password expires today
+Date: {maildate(sent, pad_day=False)}
+Message-ID: <BN8PR12MB334551A2C7E8F0D94B6A1C3F@BN8PR12MB3345.namprd12.prod.outlook.example>
+Content-Language: en-US
+X-MS-Has-Attach:
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report;
+\tboundary="{bnd}\""""
+    human = ("This is a DMARC failure report for an email message that claimed to be from\n"
+             "example.net and failed DMARC authentication. The message was rejected.\n\n"
+             "  Source IP:     198.51.100.23\n"
+             "  Header From:   example.net\n"
+             "  Recipients:    2\n")
+    write(f + "microsoft-arf.eml", arf(head, bnd, [
+        ('Content-Type: text/plain; charset="us-ascii"\nContent-Transfer-Encoding: 7bit', human),
+        ("Content-Type: message/feedback-report", feedback),
+        ('Content-Type: text/rfc822-headers; charset="us-ascii"', original),
+    ], preamble=""))
+
+    # --- yahoo-arf.eml: Received-Date (historic), Incidents: 3, IPv6 source ------------------
+    t = day(5) + 20 * 3600 + 33 * 60 + 12
+    sent = t + 3 * 3600 + 7
+    orig_mid = mid("<nl-2026-11.8871@news.example.org>")
+    original = f"""Received: from out-1f.esp-mailer.example (EHLO out-1f.esp-mailer.example) ([2001:db8:a0b:12f0::1f])
+  by mta1082.mail.gq1.yahoo.example with ESMTPS; {maildate(t, pad_day=False)}
+{fake_dkim("esp-mailer.example", "k1", t - 9, "yahoo-arf original", h="from:to:subject:date:message-id:list-unsubscribe")}
+From: Example Org Newsletter <news@example.org>
+To: carol@yahoo.example
+Subject: November newsletter
+Date: {maildate(t - 12, 60)}
+Message-ID: {orig_mid}
+List-Unsubscribe: <mailto:unsubscribe-8871@esp-mailer.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 7bit
+
+Hello Carol,
+
+this month: the autumn meetup, two new volunteer teams and the
+results of our member survey.
+
+See you soon,
+The Example Org team
+"""
+    feedback = f"""Feedback-Type: auth-failure
+Version: 1
+User-Agent: Yahoo!-Mail-Example-Feedback/2.0
+Original-Mail-From: <bounce-8871@esp-mailer.example>
+Received-Date: {maildate(t, -480, pad_day=False)}
+Source-IP: 2001:db8:a0b:12f0::1f
+Incidents: 3
+Reported-Domain: example.org
+Authentication-Results: mta1082.mail.gq1.yahoo.example; dkim=pass header.i=@esp-mailer.example header.s=k1; spf=pass smtp.mailfrom=esp-mailer.example; dmarc=fail(p=QUARANTINE) header.from=example.org;
+Auth-Failure: dmarc
+Identity-Alignment: none
+DKIM-Domain: esp-mailer.example
+DKIM-Selector: k1
+"""
+    bnd = f"_----------=_{sent}1149231"
+    head = f"""Received: from sonic302-21.consmr.mail.gq1.yahoo.example (sonic302-21.consmr.mail.gq1.yahoo.example [198.51.100.132])
+\tby mx.example.org (Postfix) with ESMTP id 2C4D6E8F0A
+\tfor <dmarc-failures@example.org>; {maildate(sent + 1, pad_day=False)}
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{bnd}"
+Date: {maildate(sent, -480, pad_day=False)}
+From: Yahoo DMARC <dmarc-noreply@yahoo.example>
+To: dmarc-failures@example.org
+Subject: FW: November newsletter
+Message-Id: <{sent}.8871.dmarc-ruf@yahoo.example>"""
+    human = ("This is an email authentication failure report for a message that claimed to be\n"
+             "from example.org. The same message was seen 3 times.\n")
+    write(f + "yahoo-arf.eml", arf(head, bnd, [
+        ("Content-Disposition: inline\nContent-Transfer-Encoding: 7bit\nContent-Type: text/plain", human),
+        ("Content-Disposition: inline\nContent-Transfer-Encoding: 7bit\nContent-Type: message/feedback-report",
+         feedback),
+        ("Content-Disposition: inline\nContent-Transfer-Encoding: 7bit\nContent-Type: message/rfc822", original),
+    ]))
+
+    # --- opendmarc-arf.eml: Source-IP with a host name, no Arrival-Date, no Identity-Alignment
+    t = day(6) + 7 * 3600 + 45 * 60 + 30
+    sent = t + 2
+    job = "4ZqT5d6F7gHk"
+    orig_mid = mid("<bf-preview-2026.55213@mail.sender.example>")
+    original = f"""Return-Path: <newsletter@example.com>
+Received: from mail.sender.example (mail.sender.example [198.51.100.7])
+\tby mx.isp.example (Postfix) with ESMTP id {job}
+\tfor <erin@isp.example>; {maildate(t, 60)}
+From: Example Deals <deals@example.com>
+To: erin@isp.example
+Subject: Black Friday preview: 40% off
+Date: {maildate(t - 25, 60)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="b1_55213"
+"""
+    feedback = f"""Feedback-Type: auth-failure
+Version: 1
+User-Agent: OpenDMARC-Filter/1.4.2
+Auth-Failure: dmarc
+Authentication-Results: mx.isp.example; dmarc=fail header.from=example.com
+Original-Envelope-Id: {job}
+Original-Mail-From: newsletter@example.com
+Source-IP: 198.51.100.7 (mail.sender.example)
+Reported-Domain: example.com
+"""
+    bnd = f"{job}.{sent}/mx.isp.example"
+    head = f"""Return-Path: <opendmarc@mx.isp.example>
+Received: by mx.isp.example (Postfix)
+\tid 7A8B9C0D1E; {maildate(sent, 60)}
+Date: {maildate(sent, 60)}
+From: OpenDMARC Filter <opendmarc@mx.isp.example>
+To: dmarc-failures@example.com
+Subject: DMARC failure report for job {job}
+Message-ID: <{job}.{sent}@mx.isp.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report;
+\tboundary="{bnd}\""""
+    human = (f"This is an authentication failure report for an email message received from IP\n"
+             f"198.51.100.7 on {maildate(t, 60)}.\n")
+    write(f + "opendmarc-arf.eml", arf(head, bnd, [
+        ("Content-Type: text/plain", human),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: text/rfc822-headers", original),
+    ], preamble=""))
+
+    # --- linkedin-style-arf.eml: base64 feedback part, free-text Delivery-Result, extension --
+    t = day(7) + 16 * 3600 + 8 * 60 + 44
+    sent = t + 600
+    orig_mid = mid("<CAJx8f2c1a-9d3e-4b7f-a6c5-0e2d4f6a8b1c@recruiting.example.com>")
+    original = f"""Received: from out-214.mailer.example (out-214.mailer.example [192.0.2.214])
+\tby mx-ruf.linkedin.example with ESMTPS id 8f2c1a9d3e4b
+\tfor <frank@linkedin.example>; {maildate(t, -480)}
+{fake_dkim("mailer.example", "m1", t - 5, "linkedin-style-arf original")}
+From: Example Recruiting <recruiting@example.com>
+To: Frank Ocean <frank@linkedin.example>
+Subject: Job offer: Senior platform engineer
+Date: {maildate(t - 7, 60)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset=UTF-8
+Content-Transfer-Encoding: 7bit
+
+Hi Frank,
+
+we are hiring a senior platform engineer (remote, full time) and your
+profile looks like a great fit. Reply with your CV to start.
+
+Example Recruiting
+"""
+    fields = f"""Feedback-Type: auth-failure
+User-Agent: LinkedIn-Example-DMARC/2.4
+Version: 1
+Original-Mail-From: <bounces+214@mailer.example>
+Original-Rcpt-To: <frank@linkedin.example>
+Arrival-Date: {maildate(t, -480)}
+Source-IP: 192.0.2.214
+Reported-Domain: example.com
+Authentication-Results: mx-ruf.linkedin.example; dkim=pass header.d=mailer.example; spf=pass smtp.mailfrom=mailer.example; dmarc=fail (p=quarantine) header.from=example.com
+Auth-Failure: dmarc
+Identity-Alignment: dkim, spf
+Delivery-Result: Message rejected by policy
+X-Reporter-Score: 7
+"""
+    bnd = "----=_Part_8814402_1726351093.1793984324000"
+    head = f"""Return-Path: <dmarc-ruf@linkedin.example>
+Received: from mx-ruf.linkedin.example (mx-ruf.linkedin.example [198.51.100.190])
+\tby mx.example.com (Postfix) with ESMTPS id 1B2C3D4E5F
+\tfor <dmarc-failures@example.com>; {maildate(sent + 4)}
+Date: {maildate(sent)}
+From: LinkedIn DMARC <dmarc-ruf@linkedin.example>
+To: dmarc-failures@example.com
+Message-ID: <1793984324000.8814402.ruf@linkedin.example>
+Subject: FW: Job offer: Senior platform engineer
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report;
+\tboundary="{bnd}\""""
+    human = "This is a DMARC failure report for a message claiming to be from example.com.\n"
+    write(f + "linkedin-style-arf.eml", arf(head, bnd, [
+        ("Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 7bit", human),
+        ("Content-Type: message/feedback-report\nContent-Transfer-Encoding: base64",
+         b64(crlf(fields).encode("ascii")) + "\n"),
+        ("Content-Type: message/rfc822\nContent-Disposition: inline", original),
+    ], preamble=""))
+
+    # --- headers-only-arf.eml: the required fields only, Auth-Failure: spf, SPF-DNS ---------
+    t = day(8) + 11 * 3600 + 19 * 60 + 3
+    sent = t + 45
+    orig_mid = mid("<stmt-2026-11-0088@accounts.example.net>")
+    original = f"""Return-Path: <accounts@example.net>
+Received: from relay.cheapmail.example (relay.cheapmail.example [203.0.113.88])
+\tby mail.smallisp.example with ESMTP id 0C1D2E3F4A
+\tfor <grace@smallisp.example>; {maildate(t)}
+From: Example Net Accounts <accounts@example.net>
+To: grace@smallisp.example
+Subject: Statement for November
+Date: {maildate(t - 15)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+"""
+    feedback = """Feedback-Type: auth-failure
+User-Agent: smallisp-arf/0.9
+Version: 1
+Auth-Failure: spf
+Authentication-Results: mail.smallisp.example; spf=fail smtp.mailfrom=example.net
+Identity-Alignment: spf
+Reported-Domain: example.net
+SPF-DNS: txt : example.net : "v=spf1 ip4:192.0.2.0/25 include:_spf.esp.example -all"
+"""
+    bnd = "arf-0C1D2E3F4A"
+    head = f"""From: postmaster@smallisp.example
+To: dmarc-failures@example.net
+Subject: FW: Statement for November
+Date: {maildate(sent)}
+Message-ID: <arf-0C1D2E3F4A@mail.smallisp.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{bnd}\""""
+    write(f + "headers-only-arf.eml", arf(head, bnd, [
+        ("Content-Type: text/plain", "SPF authentication failure report.\n"),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: text/rfc822-headers", original),
+    ], preamble=""))
+
+    # --- plain-text-exim.eml: Exim/cPanel report in words, no feedback part (F1) ------------
+    t = day(9) + 4 * 3600 + 27 * 60 + 58
+    sent = t + 1
+    orig_mid = mid("<payslip-11-2026.3391@example.com>")
+    write(f + "plain-text-exim.eml", f"""Return-Path: <>
+Received: from mailnull by server42.webhost.example with local (Exim 4.98)
+\tid 1vQx7T-0004aB-2k
+\tfor dmarc-failures@example.com; {maildate(sent)}
+From: Mail Delivery System <Mailer-Daemon@server42.webhost.example>
+To: dmarc-failures@example.com
+Subject: DMARC Failure Report for example.com
+Date: {maildate(sent)}
+Message-Id: <E1vQx7T-0004aB-2k@server42.webhost.example>
+Auto-Submitted: auto-generated
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+A message claiming to be from you has failed the published DMARC
+policy for your domain.
+
+  Sender Domain: example.com
+  Sender IP Address: 192.0.2.166
+  Received Date: {maildate(t)}
+  SPF Alignment: no
+  DKIM Alignment: no
+  DMARC Results: Reject
+
+------ This is a copy of the headers that were received before the error
+       was detected.
+
+Received: from [192.0.2.166] (port=51544 helo=payroll-mailer.example)
+\tby server42.webhost.example with esmtp (Exim 4.98)
+\t(envelope-from <payroll@example.com>)
+\tid 1vQx7S-0004a7-1P
+\tfor henry@webhost-customer.example; {maildate(t)}
+From: "Example Payroll" <payroll@example.com>
+To: henry@webhost-customer.example
+Subject: Payslip November 2026
+Date: {maildate(t - 31)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+X-Mailer: Microsoft Outlook 16.0
+""")
+
+    # --- abuse-report.eml: an RFC 5965 abuse report (a feedback loop), not DMARC ------------
+    t = day(10) + 18 * 3600 + 5 * 60 + 9
+    sent = t + 2 * 3600 + 11
+    orig_mid = mid("<sale-weekend-8812.1794334000@shop.example.org>")
+    original = f"""Received: from mail.example.org (mail.example.org [192.0.2.25])
+\tby mx3.mailbox.example with ESMTPS id 6Ab7Cd8Ef9
+\tfor <ivan@mailbox.example>; {maildate(t)}
+{fake_dkim("example.org", "shop1", t - 4, "abuse-report original",
+           h="From:To:Subject:Date:Message-ID:List-Unsubscribe:MIME-Version")}
+From: Example Shop <offers@shop.example.org>
+To: ivan@mailbox.example
+Subject: Weekend sale: 20% off garden tools
+Date: {maildate(t - 6, 60)}
+Message-ID: {orig_mid}
+List-Unsubscribe: <https://shop.example.org/unsubscribe?u=8812>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 7bit
+
+This weekend only: 20% off all garden tools.
+Shop now: https://shop.example.org/sale
+"""
+    feedback = f"""Feedback-Type: abuse
+User-Agent: MailboxFBL/3.1
+Version: 1
+Original-Mail-From: <bounces+8812@example.org>
+Original-Rcpt-To: <ivan@mailbox.example>
+Arrival-Date: {maildate(t)}
+Reporting-MTA: dns; mx3.mailbox.example
+Source-IP: 192.0.2.25
+Authentication-Results: mx3.mailbox.example;
+ spf=pass smtp.mailfrom=example.org;
+ dkim=pass header.d=example.org
+Reported-Domain: example.org
+Reported-Uri: https://shop.example.org/sale
+Removal-Recipient: ivan@mailbox.example
+"""
+    bnd = "fbl_6Ab7Cd8Ef9_boundary"
+    head = f"""From: Mailbox Feedback Loop <fbl@feedback.mailbox.example>
+Date: {maildate(sent)}
+Subject: Abuse report: Weekend sale: 20% off garden tools
+To: abuse@example.org
+Message-ID: <fbl-6Ab7Cd8Ef9@feedback.mailbox.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report;
+    boundary="{bnd}\""""
+    human = (f"This is an email abuse report for an email message received from IP\n"
+             f"192.0.2.25 on {maildate(t)}. A user of mailbox.example marked it as spam.\n")
+    write(f + "abuse-report.eml", arf(head, bnd, [
+        ('Content-Type: text/plain; charset="US-ASCII"\nContent-Transfer-Encoding: 7bit', human),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: message/rfc822\nContent-Disposition: inline", original),
+    ], preamble=""))
+
+    # --- forwarded-arf.eml: a human forwards a DMARC ARF report as message/rfc822 -----------
+    t = day(11) + 8 * 3600 + 50 * 60 + 17
+    sent = t + 900
+    orig_mid = mid("<agenda-2026-11-12.77@board.example.net>")
+    original = f"""Received: from gw.office-relay.example (gw.office-relay.example [203.0.113.9])
+\tby inbound.mailhost.example with ESMTPS id 3E4F5A6B7C
+\tfor <judy@mailhost.example>; {maildate(t)}
+{fake_dkim("example.net", "board", t - 3, "forwarded-arf original")}
+From: Example Net Board <board@example.net>
+To: judy@mailhost.example
+Subject: Board meeting agenda
+Date: {maildate(t - 8, 60)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+"""
+    feedback = f"""Feedback-Type: auth-failure
+User-Agent: Mailhost-RUF/1.7
+Version: 1
+Original-Mail-From: <board@example.net>
+Arrival-Date: {maildate(t)}
+Source-IP: 203.0.113.9
+Reported-Domain: example.net
+Authentication-Results: inbound.mailhost.example; dmarc=fail header.from=example.net
+Auth-Failure: dmarc
+Identity-Alignment: dkim
+DKIM-Domain: example.net
+DKIM-Identity: @example.net
+DKIM-Selector: board
+"""
+    ibnd = "ruf-3E4F5A6B7C"
+    inner = arf(f"""From: Mailhost Failure Reports <ruf@mailhost.example>
+To: kevin@example.net
+Subject: FW: Board meeting agenda
+Date: {maildate(sent)}
+Message-ID: <ruf-3E4F5A6B7C@mailhost.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{ibnd}\"""", ibnd, [
+        ("Content-Type: text/plain", "An authentication failure report for example.net.\n"),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: text/rfc822-headers", original),
+    ], preamble="")
+    arrived = sent + 2 * DAY + 5400
+    bnd = "------------fwdB7C8D9E0F1A2B3C4"
+    write(f + "forwarded-arf.eml", f"""Return-Path: <kevin@example.net>
+Received: from [192.0.2.78] (desk-78.example.net [192.0.2.78])
+\tby mx.example.net (Postfix) with ESMTPSA id 5D6E7F8A9B
+\tfor <dmarc-failures@example.net>; {maildate(arrived, 60)}
+Message-ID: <2f6a9c1e-4b8d-4e02-b3a7-6c1d9e0f2a58@example.net>
+Date: {maildate(arrived - 20, 60)}
+MIME-Version: 1.0
+User-Agent: Mozilla Thunderbird
+From: Kevin Admin <kevin@example.net>
+To: dmarc-failures@example.net
+Subject: Fwd: FW: Board meeting agenda
+Content-Type: multipart/mixed; boundary="{bnd}"
+
+This is a multi-part message in MIME format.
+--{bnd}
+Content-Type: text/plain; charset=UTF-8; format=flowed
+Content-Transfer-Encoding: 7bit
+
+Hi,
+
+this one came to my own address instead of the reports mailbox.
+Forwarding it as an attachment.
+
+Kevin
+
+--{bnd}
+Content-Type: message/rfc822; name="FW Board meeting agenda.eml"
+Content-Disposition: attachment; filename="FW Board meeting agenda.eml"
+
+{inner}
+--{bnd}--
+""")
+
+    # --- missing-fields-arf.eml: no Feedback-Type, User-Agent, Authentication-Results (F2) --
+    t = day(12) + 13 * 3600 + 37 * 60 + 41
+    sent = t + 240
+    orig_mid = mid("<ship-44120@orders.example.org>")
+    original = f"""Received: from smtp.parcel-notify.example (smtp.parcel-notify.example [203.0.113.201])
+\tby filter.securemail.example with ESMTP id 9F8E7D6C5B
+\tfor <laura@securemail.example>; {maildate(t)}
+{fake_dkim("example.org", "mail2026", t - 2, "missing-fields-arf original")}
+From: Example Orders <orders@example.org>
+To: laura@securemail.example
+Subject: Shipping confirmation #44120
+Date: {maildate(t - 9, 60)}
+Message-ID: {orig_mid}
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+
+Your order #44120 has shipped and should arrive within 3 days.
+Track it at https://orders.example.org/track/44120
+"""
+    feedback = f"""Version: 1
+Auth-Failure: dmarc
+Original-Mail-From: <orders@example.org>
+Arrival-Date: {maildate(t)}
+Source-IP: 203.0.113.201
+Reported-Domain: example.org
+Identity-Alignment: dkim
+DKIM-Domain: example.org
+DKIM-Selector: mail2026
+"""
+    bnd = "==securemail-9F8E7D6C5B=="
+    head = f"""From: SecureMail Filter <dmarc@filter.securemail.example>
+To: dmarc-failures@example.org
+Subject: FW: Shipping confirmation #44120
+Date: {maildate(sent)}
+Message-ID: <9F8E7D6C5B.ruf@filter.securemail.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{bnd}\""""
+    write(f + "missing-fields-arf.eml", arf(head, bnd, [
+        ("Content-Type: text/plain", "DMARC failure report for example.org.\n"),
+        ("Content-Type: message/feedback-report", feedback),
+        ("Content-Type: message/rfc822", original),
+    ], preamble=""))
+
+    # The store recognises a failure report it has seen by the sha256 of the mail's body:
+    # every sample here must have its own.
+    seen = {}
+    for rel in WRITTEN:
+        if rel.startswith(f):
+            with open(os.path.join(HERE, rel), "rb") as fh:
+                data = fh.read()
+            sep = b"\r\n\r\n" if b"\r\n" in data else b"\n\n"
+            digest = hashlib.sha256(data.split(sep, 1)[1]).hexdigest()
+            assert digest not in seen, (rel, seen.get(digest))
+            seen[digest] = rel
+    assert len(seen) == 10, sorted(seen.values())
+
+
+# --------------------------------------------------------------------------------------------
 
 def main():
     reporter_shapes()
@@ -1607,6 +2210,7 @@ def main():
     quirks()
     not_reports()
     rejected()
+    forensic()
     for rel in WRITTEN:
         size = os.path.getsize(os.path.join(HERE, rel))
         limit = 30000 if "bomb" in rel else 30 * 1024

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that `make run` and `make test` use, if any is missing:
-# PostgreSQL (the store), and the real peers the tests talk to.
+# PostgreSQL (the store), age (the tests check that its keys and ours interoperate), and the
+# real peers the tests talk to.
 set -euo pipefail
 
-wanted=(postgresql)
+wanted=(postgresql age)
 missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

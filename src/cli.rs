@@ -34,8 +34,13 @@ pub enum Command {
     Migrate,
     /// Import reports from files, directories, mbox files, maildirs, or one message on stdin (`-`).
     Import(ImportArgs),
-    /// Print rollups of aggregate reports.
+    /// Print rollups of aggregate reports, with failure report counts where they fit.
     Report(ReportArgs),
+    /// List failure (forensic) reports, or open one with an age identity.
+    #[command(subcommand)]
+    Forensic(ForensicCommand),
+    /// Make an age identity for sealing forensic samples; prints its recipient.
+    Keygen(KeygenArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
     /// Unpack and parse inputs without a database and print what was found, as JSON.
@@ -80,6 +85,8 @@ pub enum RollupBy {
     Domain,
     /// UTC day.
     Day,
+    /// Auth-Failure type of failure reports (dmarc, spf, bodyhash, ...).
+    AuthFailure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,8 +122,69 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ForensicCommand {
+    /// List failure reports (clear metadata only), newest first.
+    List(ForensicListArgs),
+    /// Open a failure report's sealed sample and print it: the original's headers (and body).
+    Show(ForensicShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForensicListArgs {
+    /// Only reports about this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    /// Arrived from this day on: `2026-11-01`, `30d`, `2w`, `today`, `yesterday`.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Arrived before this day (exclusive).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+
+    /// At most this many reports.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<i64>,
+
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ForensicShowArgs {
+    /// The report's id (`forensic list`, `dmarc_forensic.id`).
+    #[arg(value_name = "ID")]
+    pub id: i64,
+
+    /// age identity file (from `dmarcpipe keygen` or `age-keygen`).
+    #[arg(short, long, env = "DMARCPIPE_IDENTITY", value_name = "FILE")]
+    pub identity: PathBuf,
+
+    /// Also print the original's body and the report's text.
+    #[arg(long)]
+    pub body: bool,
+
+    /// Print the whole report mail as received instead (for a mail client or `formail`).
+    #[arg(long, conflicts_with = "body")]
+    pub raw: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to this file (mode 0600; never overwritten) and print only the
+    /// recipient on stdout. Without it, the identity goes to stdout as `age-keygen` does.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct ReprocessArgs {
+    /// age identity file, to open inputs whose kept bytes are sealed.
+    #[arg(short, long, env = "DMARCPIPE_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
     /// Only these inputs (ids of dmarc_inputs); default: every rejected input with kept bytes.
     #[arg(long = "input", value_name = "ID")]
     pub inputs: Vec<i64>,

@@ -9,12 +9,17 @@
 //! [limits]
 //! max_message_bytes = "256MiB"
 //! max_decompressed_bytes = "2GiB"
+//!
+//! [forensic]
+//! recipients = ["age1..."]              # and/or:
+//! recipients_file = "recipients.txt"    # relative to this file
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_store::seal::Sealer;
 use serde::Deserialize;
 
 use crate::cli::LimitArgs;
@@ -28,6 +33,20 @@ pub struct FileConfig {
     pub import: ImportSection,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub forensic: ForensicSection,
+    /// Where the file was read from (relative paths in it are relative to its directory).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// Who can read forensic samples: age X25519 recipients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForensicSection {
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +62,26 @@ impl FileConfig {
         };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let mut config: FileConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        config.path = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// The sealer for forensic samples and kept inputs, `None` when no recipient is configured.
+    pub fn sealer(&self) -> Result<Option<Sealer>> {
+        let section = &self.forensic;
+        if section.recipients.is_empty() && section.recipients_file.is_none() {
+            return Ok(None);
+        }
+        let config_name = self.path.as_ref().map_or("the configuration".into(), |p| p.display().to_string());
+        let file = section.recipients_file.as_ref().map(|file| match self.path.as_ref().and_then(|p| p.parent()) {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        });
+        let files: Vec<&Path> = file.iter().map(PathBuf::as_path).collect();
+        let sealer = Sealer::new(&section.recipients, &format!("{config_name} [forensic] recipients"), &files)?;
+        Ok(Some(sealer))
     }
 
     /// The database URL: flag or `DATABASE_URL`, else the file.
@@ -103,6 +141,27 @@ mod tests {
         assert_eq!(limits.max_xml_depth, Limits::default().max_xml_depth);
         assert_eq!(config.database_url(Some("postgres://flag/db"))?, "postgres://flag/db");
         assert_eq!(config.database_url(None)?, "postgres://file/db");
+        Ok(())
+    }
+
+    #[test]
+    fn recipients_come_from_the_list_and_a_file_beside_the_config() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (_, first) = dmarcpipe_store::seal::generate_identity();
+        let (_, second) = dmarcpipe_store::seal::generate_identity();
+        std::fs::write(dir.path().join("recipients.txt"), format!("# team\n{second}\n"))?;
+        let path = dir.path().join("dmarcpipe.toml");
+        std::fs::write(
+            &path,
+            format!("[forensic]\nrecipients = [\"{first}\"]\nrecipients_file = \"recipients.txt\"\n"),
+        )?;
+        let config = FileConfig::load(Some(&path))?;
+        assert!(config.sealer()?.is_some());
+        assert!(FileConfig::default().sealer()?.is_none());
+
+        std::fs::write(&path, "[forensic]\nrecipients = [\"age1bogus\"]\n")?;
+        let err = FileConfig::load(Some(&path))?.sealer().expect_err("a bad recipient");
+        assert!(err.to_string().contains("dmarcpipe.toml [forensic] recipients: `age1bogus`"), "{err}");
         Ok(())
     }
 

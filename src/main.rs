@@ -53,6 +53,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(args) => commands::report::run(&config, database_url, args).await,
         Command::Reprocess(args) => commands::reprocess::run(&config, database_url, args).await,
         Command::Parse(args) => commands::parse::run(&config, args),
+        Command::Forensic(command) => commands::forensic::run(&config, database_url, command).await,
+        Command::Keygen(args) => commands::keygen::run(args),
     }
 }
 

@@ -1,109 +1,10 @@
 //! End-to-end tests: the real `dmarcpipe` binary against a real PostgreSQL, a fresh database
 //! per test (`#[sqlx::test]` creates it; the binary migrates it itself).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use serde_json::Value;
+use common::{Dmarcpipe, EXCLUDE_EXPECTED, Sealing, code, json, path, samples, scalar};
 use sqlx::PgPool;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn samples() -> PathBuf {
-    root().join("samples/aggregate")
-}
-
-/// The golden expectations beside the samples are not inputs.
-const EXCLUDE_EXPECTED: [&str; 2] = ["--exclude", "*.json"];
-
-/// The URL of the test's database: `DATABASE_URL` with the database name swapped.
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let database = pool.connect_options().get_database().expect("a database").to_owned();
-    let (without_query, query) = base.split_once('?').map_or((base.as_str(), None), |(b, q)| (b, Some(q)));
-    let authority_end = without_query.find("://").map_or(0, |at| at + 3);
-    let prefix = match without_query[authority_end..].find('/') {
-        Some(slash) => &without_query[..authority_end + slash],
-        None => without_query,
-    };
-    match query {
-        Some(query) => format!("{prefix}/{database}?{query}"),
-        None => format!("{prefix}/{database}"),
-    }
-}
-
-struct Dmarcpipe {
-    url: Option<String>,
-    envs: Vec<(String, String)>,
-}
-
-impl Dmarcpipe {
-    fn on(pool: &PgPool) -> Self {
-        Dmarcpipe { url: Some(database_url(pool)), envs: Vec::new() }
-    }
-
-    fn without_database() -> Self {
-        Dmarcpipe { url: None, envs: Vec::new() }
-    }
-
-    fn env(mut self, key: &str, value: &str) -> Self {
-        self.envs.push((key.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dmarcpipe"));
-        command.args(args).current_dir(root()).env_remove("DATABASE_URL").env_remove("DMARCPIPE_CONFIG");
-        if let Some(url) = &self.url {
-            command.env("DATABASE_URL", url);
-        }
-        for (key, value) in &self.envs {
-            command.env(key, value);
-        }
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("dmarcpipe runs")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dmarcpipe starts");
-        child.stdin.take().expect("stdin").write_all(input).expect("input written");
-        child.wait_with_output().expect("dmarcpipe ends")
-    }
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-        panic!(
-            "stdout is JSON ({err}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited")
-}
-
-async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await.expect("query runs").unwrap_or(0)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
-}
 
 #[sqlx::test]
 async fn importing_the_samples_gives_every_outcome(pool: PgPool) {
@@ -242,14 +143,21 @@ async fn reports_come_as_table_csv_and_json_with_filters(pool: PgPool) {
 
 #[sqlx::test]
 async fn reprocess_takes_rejected_inputs_again(pool: PgPool) {
-    let dmarcpipe = Dmarcpipe::on(&pool);
+    let sealing = Sealing::new();
+    let dmarcpipe = sealing.dmarcpipe(&pool);
     let file = samples().join("mailru.xml");
     let rejected = dmarcpipe.run(&["import", "--json", "--max-xml-depth", "3", path(&file)]);
     assert_eq!(code(&rejected), 1);
     assert_eq!(json(&rejected)["rejected"], 1);
-    let still = dmarcpipe.run(&["reprocess", "--json", "--max-xml-depth", "3"]);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE payload_sealed").await, 1);
+    // The kept bytes are sealed: without the identity, reprocess says what it needs.
+    let no_key = dmarcpipe.run(&["reprocess", "--json"]);
+    assert_eq!(code(&no_key), 2);
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("-i FILE"), "{}", String::from_utf8_lossy(&no_key.stderr));
+    let identity = path(&sealing.identity);
+    let still = dmarcpipe.run(&["reprocess", "--json", "-i", identity, "--max-xml-depth", "3"]);
     assert_eq!(code(&still), 1);
-    let fixed = dmarcpipe.run(&["reprocess", "--json"]);
+    let fixed = dmarcpipe.run(&["reprocess", "--json", "-i", identity]);
     assert_eq!(code(&fixed), 0, "{}", String::from_utf8_lossy(&fixed.stderr));
     assert_eq!(json(&fixed)["stored"], 1);
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'stored'").await, 1);

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::aggregate::{self, Opened};
 use crate::envelope::Envelope;
 use crate::error::IngestError;
+use crate::forensic::ForensicReport;
 use crate::limits::Limits;
 use crate::model::AggregateReport;
 use crate::unpack::{self, Document, DocumentKind, Visitor};
@@ -19,6 +20,9 @@ use crate::unpack::{self, Document, DocumentKind, Visitor};
 pub struct Inspection {
     pub verdict: Verdict,
     pub reports: Vec<Found<AggregateReport>>,
+    /// Failure (forensic) reports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forensic: Vec<Found<ForensicReport>>,
     /// Parts that could not be unpacked or parsed, with the reason.
     pub problems: Vec<Found<String>>,
     /// Parts that are not reports.
@@ -78,7 +82,7 @@ pub fn inspect(envelope: &Envelope, limits: &Limits) -> Inspection {
     let mut collector = Collector { limits, inspection: Inspection::default() };
     let Ok(()) = unpack::unpack(envelope, limits, &mut collector);
     let mut inspection = collector.inspection;
-    inspection.verdict = Verdict::of(inspection.reports.len(), inspection.problems.len());
+    inspection.verdict = Verdict::of(inspection.reports.len() + inspection.forensic.len(), inspection.problems.len());
     inspection
 }
 
@@ -103,6 +107,11 @@ impl Visitor for Collector<'_> {
                 None => self.inspection.skipped.push(Found { location, content: "JSON, not a report".into() }),
             },
         }
+        Ok(())
+    }
+
+    fn forensic(&mut self, location: &str, report: ForensicReport, _raw: &[u8]) -> Result<(), Self::Error> {
+        self.inspection.forensic.push(Found { location: location.to_owned(), content: report });
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //!   documents inside an input.
 //! - [`charset`]: whatever encoding a document is in, to UTF-8.
 //! - [`aggregate`]: the streaming RUA XML parser.
+//! - [`forensic`]: failure (RUF) reports: ARF and plain text.
 //! - [`model`]: the normalized report types, enumerations and warnings.
 //! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
 //! - [`limits`] and [`error`]: safety caps and the error type.
@@ -16,6 +17,7 @@ pub mod aggregate;
 pub mod charset;
 pub mod envelope;
 pub mod error;
+pub mod forensic;
 pub mod inspect;
 pub mod intake;
 pub mod limits;

@@ -78,7 +78,15 @@ impl Table {
         Table { columns, titles, rows: Vec::new() }
     }
 
+    /// Adds a row; it must have a cell for every column.
     pub fn push(&mut self, row: Vec<Cell>) {
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "a row of {} cells in a table of {} columns",
+            row.len(),
+            self.columns.len()
+        );
         self.rows.push(row);
     }
 }

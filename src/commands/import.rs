@@ -40,7 +40,10 @@ pub struct Summary {
     pub unreadable: u64,
     /// Inputs the database did not take (the run stopped or a write failed).
     pub failed: u64,
+    /// Reports stored, aggregate and failure.
     pub reports: u64,
+    /// Of which failure (forensic) reports.
+    pub forensic: u64,
     pub reports_duplicate: u64,
     pub records: u64,
     pub messages: i64,
@@ -59,6 +62,7 @@ impl Summary {
             Outcome::Rejected => self.rejected += 1,
         }
         self.reports += u64::from(result.reports_stored);
+        self.forensic += u64::from(result.forensic_stored);
         self.reports_duplicate += u64::from(result.reports_duplicate);
         self.records += result.records;
         self.messages += result.messages;
@@ -70,11 +74,12 @@ impl Summary {
 
     fn text(&self) -> String {
         format!(
-            "{} inputs in {:.1}s: {} stored ({} reports, {} records, {} messages), {} duplicate, {} not a report, {} rejected{}{}",
+            "{} inputs in {:.1}s: {} stored ({} reports{}, {} records, {} messages), {} duplicate, {} not a report, {} rejected{}{}",
             self.inputs,
             self.seconds,
             self.stored,
             self.reports,
+            if self.forensic > 0 { format!(" of which {} failure reports", self.forensic) } else { String::new() },
             self.records,
             self.messages,
             self.duplicate,

@@ -1,6 +1,8 @@
 //! One module per command; shared helpers here.
 
+pub mod forensic;
 pub mod import;
+pub mod keygen;
 pub mod parse;
 pub mod report;
 pub mod reprocess;
@@ -23,7 +25,9 @@ pub async fn connect_with(
     durability: Durability,
 ) -> Result<Store> {
     let url = config.database_url(database_url)?;
-    Store::connect_with(&url, connections, durability).await.context("cannot open the database")
+    let sealer = config.sealer()?;
+    let store = Store::connect_with(&url, connections, durability).await.context("cannot open the database")?;
+    Ok(store.with_sealer(sealer))
 }
 
 pub async fn migrate(config: &FileConfig, database_url: Option<&str>) -> Result<u8> {

@@ -1,11 +1,15 @@
-//! `dmarcpipe report --by KEY`: rollups of aggregate reports as a table, CSV or JSON.
+//! `dmarcpipe report --by KEY`: rollups of aggregate reports as a table, CSV or JSON, with
+//! the number of failure (forensic) reports per domain, source and day beside them, and
+//! failure reports by Auth-Failure type.
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
 use dmarcpipe_render::{Cell, Format, Table};
-use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey};
+use dmarcpipe_store::Store;
+use dmarcpipe_store::forensic::{self, CountKey};
+use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey, RollupRow};
 
 use super::connect;
 use crate::cli::{OutputFormat, ReportArgs, RollupBy};
@@ -20,41 +24,14 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
         until: args.until.as_deref().map(|text| parse_day(text, today)).transpose().context("--until")?,
     };
     let store = connect(config, database_url, 2).await?;
-    store.refresh_rollups().await.context("cannot refresh the rollups")?;
-    let key = match args.by {
-        RollupBy::Result => RollupKey::Result,
-        RollupBy::Source => RollupKey::Source,
-        RollupBy::Org => RollupKey::Org,
-        RollupBy::Domain => RollupKey::Domain,
-        RollupBy::Day => RollupKey::Day,
+    let table = match args.by {
+        RollupBy::AuthFailure => auth_failure_table(&store, &filter).await?,
+        RollupBy::Result => rollup_table(&store, RollupKey::Result, None, &filter).await?,
+        RollupBy::Org => rollup_table(&store, RollupKey::Org, None, &filter).await?,
+        RollupBy::Source => rollup_table(&store, RollupKey::Source, Some(CountKey::Source), &filter).await?,
+        RollupBy::Domain => rollup_table(&store, RollupKey::Domain, Some(CountKey::Domain), &filter).await?,
+        RollupBy::Day => rollup_table(&store, RollupKey::Day, Some(CountKey::Day), &filter).await?,
     };
-    let rows = rollup::query(store.pool(), key, &filter).await.context("cannot query the rollups")?;
-    let mut table = Table::titled([
-        (key.name(), key.name()),
-        ("messages", "messages"),
-        ("dmarc_pass", "pass"),
-        ("dmarc_fail", "fail"),
-        ("disposition_none", "none"),
-        ("disposition_quarantine", "quarantine"),
-        ("disposition_reject", "reject"),
-        ("dkim_aligned", "dkim ok"),
-        ("spf_aligned", "spf ok"),
-        ("records", "records"),
-    ]);
-    for row in rows {
-        table.push(vec![
-            Cell::from(row.key),
-            row.messages.into(),
-            row.dmarc_pass.into(),
-            row.dmarc_fail.into(),
-            row.disposition_none.into(),
-            row.disposition_quarantine.into(),
-            row.disposition_reject.into(),
-            row.dkim_aligned.into(),
-            row.spf_aligned.into(),
-            row.records.into(),
-        ]);
-    }
     let format = match args.format {
         OutputFormat::Table => Format::Table,
         OutputFormat::Csv => Format::Csv,
@@ -66,6 +43,92 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
     Ok(exit::OK)
+}
+
+/// The aggregate rollup by `key`, with a `forensic` column of failure reports when they can
+/// be counted by the same key (keys with failure reports only get a row of their own).
+async fn rollup_table(
+    store: &Store,
+    key: RollupKey,
+    forensic_key: Option<CountKey>,
+    filter: &RollupFilter,
+) -> Result<Table> {
+    store.refresh_rollups().await.context("cannot refresh the rollups")?;
+    let mut rows = rollup::query(store.pool(), key, filter).await.context("cannot query the rollups")?;
+    let mut forensic_counts = std::collections::HashMap::new();
+    if let Some(forensic_key) = forensic_key {
+        let counts =
+            forensic::counts(store.pool(), forensic_key, filter).await.context("cannot count failure reports")?;
+        for (value, count) in counts {
+            if !rows.iter().any(|row| row.key == value) {
+                rows.push(RollupRow { key: value.clone(), ..RollupRow::default() });
+            }
+            forensic_counts.insert(value, count);
+        }
+        if key == RollupKey::Day {
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+    }
+    let mut columns = vec![
+        (key.name(), key.name()),
+        ("messages", "messages"),
+        ("dmarc_pass", "pass"),
+        ("dmarc_fail", "fail"),
+        ("disposition_none", "none"),
+        ("disposition_quarantine", "quarantine"),
+        ("disposition_reject", "reject"),
+        ("dkim_aligned", "dkim ok"),
+        ("spf_aligned", "spf ok"),
+        ("records", "records"),
+    ];
+    if forensic_key.is_some() {
+        columns.push(("forensic", "forensic"));
+    }
+    let mut table = Table::titled(columns);
+    for row in rows {
+        let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
+        let mut cells = vec![
+            Cell::from(row.key),
+            row.messages.into(),
+            row.dmarc_pass.into(),
+            row.dmarc_fail.into(),
+            row.disposition_none.into(),
+            row.disposition_quarantine.into(),
+            row.disposition_reject.into(),
+            row.dkim_aligned.into(),
+            row.spf_aligned.into(),
+            row.records.into(),
+        ];
+        cells.extend(forensic);
+        table.push(cells);
+    }
+    Ok(table)
+}
+
+/// Failure reports by Auth-Failure type.
+async fn auth_failure_table(store: &Store, filter: &RollupFilter) -> Result<Table> {
+    let rows = forensic::by_auth_failure(store.pool(), filter).await.context("cannot count failure reports")?;
+    let mut table = Table::titled([
+        ("auth_failure", "auth failure"),
+        ("messages", "messages"),
+        ("reports", "reports"),
+        ("domains", "domains"),
+        ("sources", "sources"),
+        ("first_arrival", "first arrival"),
+        ("last_arrival", "last arrival"),
+    ]);
+    for row in rows {
+        table.push(vec![
+            Cell::from(row.auth_failure),
+            row.messages.into(),
+            row.reports.into(),
+            row.domains.into(),
+            row.sources.into(),
+            row.first_arrival.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).into(),
+            row.last_arrival.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).into(),
+        ]);
+    }
+    Ok(table)
 }
 
 /// A day given as `2026-11-01`, `today`, `yesterday`, or an age: `30d`, `2w`, `36h`.

@@ -1,9 +1,13 @@
 //! `dmarcpipe reprocess`: runs rejected inputs again from their kept bytes, after an upgrade
 //! fixed what rejected them. Each input's row is updated in place; concurrent runs skip inputs
-//! another run is working on.
+//! another run is working on. Kept bytes are sealed with age: opening them takes the identity
+//! (`-i FILE`).
 
-use anyhow::{Context, Result};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 use dmarcpipe_store::Outcome;
+use dmarcpipe_store::seal::Opener;
 use serde::Serialize;
 
 use super::connect;
@@ -24,12 +28,18 @@ struct Summary {
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReprocessArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
+    let opener = args.identity.as_deref().map(Opener::from_file).transpose()?.map(Arc::new);
     let store = connect(config, database_url, 4).await?;
     let candidates = store.kept_rejected_inputs(&args.inputs).await.context("cannot list rejected inputs")?;
+    if opener.is_none() && store.kept_inputs_sealed(&args.inputs).await.context("cannot list rejected inputs")? {
+        bail!("the kept bytes of rejected inputs are sealed: give the age identity that opens them (-i FILE)");
+    }
     let mut summary = Summary::default();
     for input in candidates {
-        let Some(result) =
-            store.reprocess(input, &limits).await.with_context(|| format!("reprocessing input {input}"))?
+        let Some(result) = store
+            .reprocess(input, &limits, opener.as_ref())
+            .await
+            .with_context(|| format!("reprocessing input {input}"))?
         else {
             summary.skipped += 1;
             continue;

@@ -21,6 +21,10 @@ pub enum StoreError {
     #[error("ingest task failed: {0}")]
     Task(String),
 
+    /// Sealing or opening a sample failed (bad keys, a damaged payload, a wrong identity).
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+
     /// A stored value that the code cannot interpret (a bug or a hand-edited row).
     #[error("unexpected data in the database: {0}")]
     Data(String),

@@ -55,6 +55,8 @@ pub(crate) struct InputRow {
     pub reports_duplicate: i32,
     pub records: i64,
     pub messages: i64,
+    /// How many of `reports_stored` are failure (forensic) reports.
+    pub forensic_reports: i32,
 }
 
 impl InputRow {
@@ -70,6 +72,7 @@ impl InputRow {
             reports_duplicate: 0,
             records: 0,
             messages: 0,
+            forensic_reports: 0,
         }
     }
 }
@@ -105,8 +108,8 @@ pub(crate) async fn insert_input(
     let id = sqlx::query_scalar(
         "WITH input AS ( \
              INSERT INTO inputs (channel, origin, sha256, size, received_at, outcome, stage, error, warnings, \
-                 duplicate_of, reports_stored, reports_duplicate, records, messages) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 duplicate_of, reports_stored, reports_duplicate, records, messages, forensic_reports) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $17) \
              RETURNING id \
          ), kept AS ( \
              INSERT INTO input_payloads (input, sealed, payload) \
@@ -130,6 +133,7 @@ pub(crate) async fn insert_input(
     .bind(row.messages)
     .bind(payload.map(|(bytes, _)| bytes))
     .bind(payload.is_some_and(|(_, sealed)| sealed))
+    .bind(row.forensic_reports)
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)
@@ -145,7 +149,7 @@ pub(crate) async fn update_input(
     sqlx::query(
         "UPDATE inputs SET outcome = $2, stage = $3, error = $4, warnings = $5, duplicate_of = $6, \
              reports_stored = $7, reports_duplicate = $8, records = $9, messages = $10, \
-             attempts = attempts + $11::integer, processed_at = now() \
+             attempts = attempts + $11::integer, processed_at = now(), forensic_reports = $12 \
          WHERE id = $1",
     )
     .bind(id)
@@ -159,6 +163,7 @@ pub(crate) async fn update_input(
     .bind(row.records)
     .bind(row.messages)
     .bind(i32::from(reprocessed))
+    .bind(row.forensic_reports)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -5,6 +5,8 @@
 //!   from bytes to committed rows (in `pipeline`).
 //! - `inputs`: provenance rows and kept bytes of rejected inputs.
 //! - `aggregate`: report rows (deduplicated by natural key) and COPY of records.
+//! - [`forensic`]: failure report rows (clear columns) and their sealed samples.
+//! - [`seal`]: age encryption of everything that holds mail content.
 //! - [`rollup`]: the incrementally maintained daily rollup and its queries.
 //! - `copy`: the COPY text-format encoder.
 //!
@@ -13,9 +15,11 @@
 mod aggregate;
 mod copy;
 mod error;
+pub mod forensic;
 mod inputs;
 mod pipeline;
 pub mod rollup;
+pub mod seal;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,7 +36,8 @@ pub use inputs::Outcome;
 pub use pipeline::InputResult;
 
 use inputs::Provenance;
-use pipeline::{COPY_RECORDS, Collector, Findings, Ingest, SMALL_INPUT};
+use pipeline::{Collector, Findings, Ingest, SMALL_INPUT};
+use seal::{Opener, Sealer};
 
 /// Inputs in memory up to this size are parsed on the async task itself.
 const INLINE_INPUT: u64 = 64 * 1024;
@@ -63,6 +68,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Seals forensic samples and kept inputs; without it, they are not kept at all.
+    sealer: Option<Arc<Sealer>>,
 }
 
 #[derive(Debug)]
@@ -111,7 +118,18 @@ impl Store {
 
     /// Wraps an existing pool (tests); does not migrate.
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { inner: Arc::new(Inner { pool, partitions: Mutex::new(HashSet::new()) }) }
+        Store { inner: Arc::new(Inner { pool, partitions: Mutex::new(HashSet::new()) }), sealer: None }
+    }
+
+    /// Seals what holds mail content to these recipients from now on. Without a sealer,
+    /// forensic samples and the bytes of rejected inputs are not stored (never in clear).
+    pub fn with_sealer(mut self, sealer: Option<Sealer>) -> Store {
+        self.sealer = sealer.map(Arc::new);
+        self
+    }
+
+    pub(crate) fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_deref()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -147,11 +165,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether kept payloads are sealed (set once forensic sealing is configured).
-    pub(crate) fn payloads_sealed(&self) -> bool {
-        false
-    }
-
     /// Stores one input: its reports, its provenance, exactly one outcome. Returns only once
     /// everything is committed; an error means nothing was (and the source must retry,
     /// see [`StoreError::is_transient`]).
@@ -170,7 +183,7 @@ impl Store {
         };
         match prepared {
             Prepared::Done(result) => Ok(result),
-            Prepared::Small(small) if small.2.pending_records > COPY_RECORDS => {
+            Prepared::Small(small) if small.2.needs_transaction() => {
                 let (envelope, provenance, findings, limits) = *small;
                 let store = self.clone();
                 let handle = tokio::runtime::Handle::current();
@@ -225,11 +238,30 @@ impl Store {
         .await?)
     }
 
+    /// Whether any of these kept inputs (all when `only` is empty) is sealed, so that
+    /// `reprocess` needs an identity.
+    pub async fn kept_inputs_sealed(&self, only: &[i64]) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM inputs i JOIN input_payloads p ON p.input = i.id \
+             WHERE i.outcome = 'rejected' AND p.sealed AND (cardinality($1::bigint[]) = 0 OR i.id = ANY($1)))",
+        )
+        .bind(only)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Runs a rejected input again from its kept bytes and updates its row. Returns `None`
     /// when the input is no longer rejected, has no kept bytes, or another process is on it.
-    pub async fn reprocess(&self, input: i64, limits: &Limits) -> Result<Option<InputResult>, StoreError> {
+    /// Sealed bytes are opened with `opener`.
+    pub async fn reprocess(
+        &self,
+        input: i64,
+        limits: &Limits,
+        opener: Option<&Arc<Opener>>,
+    ) -> Result<Option<InputResult>, StoreError> {
         let store = self.clone();
         let limits = limits.clone();
+        let opener = opener.cloned();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let mut conn = handle.block_on(store.pool().acquire())?;
@@ -242,9 +274,27 @@ impl Store {
                 .bind(input)
                 .fetch_optional(&mut *conn),
             )?;
-            let Some((payload, _sealed)) = claimed else {
+            let Some((payload, sealed)) = claimed else {
                 handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
                 return Ok(None);
+            };
+            let payload = match (sealed, &opener) {
+                (false, _) => payload,
+                (true, Some(opener)) => match opener.open(&payload) {
+                    Ok(payload) => payload,
+                    Err(err) => {
+                        handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
+                        return Err(err.into());
+                    }
+                },
+                (true, None) => {
+                    handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
+                    return Err(seal::SealError::Identity {
+                        path: "(none given)".into(),
+                        reason: format!("the kept bytes of input {input} are sealed: give an identity (-i FILE)"),
+                    }
+                    .into());
+                }
             };
             let envelope = Envelope::new(Origin::Kept { input }, Payload::Bytes(payload));
             Ingest::rerun(&store, &handle, &envelope, &limits, input, conn).map(Some)

@@ -19,6 +19,7 @@
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::aggregate::{AggregateParser, Opened};
 use dmarcpipe_ingest::envelope::Envelope;
+use dmarcpipe_ingest::forensic::ForensicReport;
 use dmarcpipe_ingest::inspect::{Found, Inspection, Verdict};
 use dmarcpipe_ingest::model::{AggregateReport, Record, ReportHeader};
 use dmarcpipe_ingest::unpack::{self, Document, DocumentKind, Visitor};
@@ -31,8 +32,10 @@ use tokio::runtime::Handle;
 use crate::Store;
 use crate::aggregate::{self, RECORDS_COPY};
 use crate::error::StoreError;
+use crate::forensic::{self, SealedReport};
 use crate::inputs::{self, InputRow, Outcome, Provenance};
 use crate::rollup::RollupSums;
+use crate::seal::Sealer;
 
 /// Inputs up to this size take the one-round-trip route...
 pub(crate) const SMALL_INPUT: u64 = 1 << 20;
@@ -62,8 +65,11 @@ pub(crate) enum Target {
 pub struct InputResult {
     pub input: i64,
     pub outcome: Outcome,
+    /// Reports stored, aggregate and forensic.
     pub reports_stored: u32,
     pub reports_duplicate: u32,
+    /// How many of the reports stored are failure (forensic) reports.
+    pub forensic_stored: u32,
     pub records: u64,
     pub messages: i64,
     /// The input this one repeats (same bytes, or the same reports).
@@ -79,6 +85,7 @@ impl InputResult {
             outcome: row.outcome,
             reports_stored: row.reports_stored as u32,
             reports_duplicate: row.reports_duplicate as u32,
+            forensic_stored: row.forensic_reports as u32,
             records: row.records as u64,
             messages: row.messages,
             duplicate_of: row.duplicate_of,
@@ -92,9 +99,33 @@ struct Tally {
     reports_seen: u32,
     reports_stored: u32,
     reports_duplicate: u32,
+    forensic_stored: u32,
     records: u64,
     messages: i64,
     duplicate_of: Option<i64>,
+}
+
+impl Tally {
+    /// Counts a report that was already stored by input `origin`.
+    fn count_duplicate(&mut self, origin: Option<i64>, this_input: Option<i64>) {
+        match origin {
+            // Our own report (a reprocessed input that was partly stored before).
+            Some(origin) if Some(origin) == this_input => self.reports_stored += 1,
+            other => {
+                self.reports_duplicate += 1;
+                if self.duplicate_of.is_none() {
+                    self.duplicate_of = other;
+                }
+            }
+        }
+    }
+}
+
+/// A failure report found in an input, with the raw mail that is to be sealed.
+#[derive(Debug)]
+struct PendingForensic {
+    report: ForensicReport,
+    raw: Vec<u8>,
 }
 
 /// What the unpacker found in an input: complete reports not yet written, what was written
@@ -104,6 +135,7 @@ pub(crate) struct Findings {
     /// Records of the complete reports not yet written.
     pub(crate) pending_records: usize,
     pending: Vec<AggregateReport>,
+    pending_forensic: Vec<PendingForensic>,
     tally: Tally,
     problems: Vec<Found<IngestError>>,
     skipped: Vec<Found<String>>,
@@ -113,7 +145,8 @@ pub(crate) struct Findings {
 impl Findings {
     /// The input row as things stand, counting reports not yet written as new.
     pub(crate) fn row(&self) -> InputRow {
-        let reports_waiting = self.pending.len() as u32;
+        let forensic_waiting = self.pending_forensic.len() as u32;
+        let reports_waiting = self.pending.len() as u32 + forensic_waiting;
         let verdict = Verdict::of((self.tally.reports_seen + reports_waiting) as usize, self.problems.len());
         let stored = self.tally.reports_stored + reports_waiting;
         let outcome = match verdict {
@@ -153,6 +186,7 @@ impl Findings {
             reports_duplicate: self.tally.reports_duplicate as i32,
             records: (self.tally.records + records_waiting) as i64,
             messages: self.tally.messages + messages_waiting,
+            forensic_reports: (self.tally.forensic_stored + forensic_waiting) as i32,
         }
     }
 
@@ -168,10 +202,40 @@ impl Findings {
         self.warnings.push(serde_json::json!({ "code": code, "message": message }));
     }
 
-    /// The input's bytes to keep when it is rejected, or a warning saying why they are not.
-    fn payload_to_keep(&mut self, envelope: &Envelope, limits: &Limits) -> Option<Vec<u8>> {
+    fn add_forensic(&mut self, report: ForensicReport, raw: &[u8]) {
+        self.pending_forensic.push(PendingForensic { report, raw: raw.to_vec() });
+    }
+
+    /// Whether anything waits to be written.
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.pending_forensic.is_empty()
+    }
+
+    /// Whether the input must take the transactional route.
+    pub(crate) fn needs_transaction(&self) -> bool {
+        self.pending_records > COPY_RECORDS || !self.pending_forensic.is_empty()
+    }
+
+    /// The input's bytes to keep when it is rejected, sealed, or a warning saying why they are
+    /// not kept. Rejected inputs may be mail: they are never kept in clear.
+    fn payload_to_keep(&mut self, envelope: &Envelope, limits: &Limits, sealer: Option<&Sealer>) -> Option<Vec<u8>> {
+        let Some(sealer) = sealer else {
+            self.warn(
+                "payload_not_kept",
+                "no age recipients configured ([forensic] recipients): the bytes of a rejected input are never \
+                 stored in clear; re-import it from its origin after a fix"
+                    .into(),
+            );
+            return None;
+        };
         match envelope.bytes_up_to(limits.max_kept_bytes) {
-            Ok(Some(bytes)) => Some(bytes),
+            Ok(Some(bytes)) => match sealer.seal(&bytes) {
+                Ok(sealed) => Some(sealed),
+                Err(err) => {
+                    self.warn("payload_not_kept", err.to_string());
+                    None
+                }
+            },
             Ok(None) => {
                 self.warn(
                     "payload_not_kept",
@@ -274,6 +338,11 @@ impl Visitor for Collector<'_> {
         Ok(())
     }
 
+    fn forensic(&mut self, _location: &str, report: ForensicReport, raw: &[u8]) -> Result<(), Self::Error> {
+        self.findings.add_forensic(report, raw);
+        Ok(())
+    }
+
     fn problem(&mut self, location: &str, error: IngestError) -> Result<(), Self::Error> {
         self.findings.problem(location, error);
         Ok(())
@@ -297,8 +366,11 @@ pub(crate) async fn store_small(
     mut findings: Findings,
 ) -> Result<InputResult, StoreError> {
     store.ensure_partitions(findings.pending.iter().map(|r| r.header.date_begin)).await?;
-    let payload =
-        if findings.row().outcome == Outcome::Rejected { findings.payload_to_keep(envelope, limits) } else { None };
+    let payload = if findings.row().outcome == Outcome::Rejected {
+        findings.payload_to_keep(envelope, limits, store.sealer())
+    } else {
+        None
+    };
     let row = findings.row();
     let mut conn = store.pool().acquire().await?;
     let (input, stored) = aggregate::store_with_input(
@@ -306,7 +378,7 @@ pub(crate) async fn store_small(
         &provenance,
         &row,
         &findings.pending,
-        payload.as_deref().map(|p| (p, store.payloads_sealed())),
+        payload.as_deref().map(|p| (p, true)),
     )
     .await?;
     Ok(InputResult::from_row(input, &stored))
@@ -458,22 +530,13 @@ impl<'a> Ingest<'a> {
     fn count_duplicate(&mut self, header: &ReportHeader) -> Result<(), StoreError> {
         let handle = self.handle;
         let original = handle.block_on(aggregate::find_report(self.conn(), header))?;
-        let tally = &mut self.findings.tally;
-        match original {
-            // Our own report (a reprocessed input that was partly stored before).
-            Some((_, origin_input)) if Some(origin_input) == self.input => tally.reports_stored += 1,
-            other => {
-                tally.reports_duplicate += 1;
-                if tally.duplicate_of.is_none() {
-                    tally.duplicate_of = other.map(|(_, input)| input);
-                }
-            }
-        }
+        self.findings.tally.count_duplicate(original.map(|(_, origin)| origin), self.input);
         Ok(())
     }
 
     /// Writes the complete reports collected so far.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_forensic()?;
         if self.findings.pending.is_empty() {
             return Ok(());
         }
@@ -514,6 +577,41 @@ impl<'a> Ingest<'a> {
                 copy.finish().await?;
                 Ok::<_, sqlx::Error>(())
             })?;
+        }
+        Ok(())
+    }
+
+    /// Seals and writes the failure reports collected so far.
+    fn flush_forensic(&mut self) -> Result<(), StoreError> {
+        if self.findings.pending_forensic.is_empty() {
+            return Ok(());
+        }
+        let input = self.begin()?;
+        let handle = self.handle;
+        let received_at = self.envelope.received_at;
+        let sealer = self.store.sealer();
+        if sealer.is_none() {
+            self.findings.warn(
+                "sample_not_kept",
+                "no age recipients configured ([forensic] recipients): the report mail is not stored, only its \
+                 clear fields"
+                    .into(),
+            );
+        }
+        for pending in std::mem::take(&mut self.findings.pending_forensic) {
+            self.findings.tally.reports_seen += 1;
+            let sealed = sealer.map(|sealer| sealer.seal(&pending.raw)).transpose().map_err(StoreError::Seal)?;
+            let item = SealedReport { report: &pending.report, sealed };
+            match handle.block_on(forensic::insert_report(self.conn(), input, received_at, &item))? {
+                Some(_) => {
+                    self.findings.tally.reports_stored += 1;
+                    self.findings.tally.forensic_stored += 1;
+                }
+                None => {
+                    let original = handle.block_on(forensic::find_report(self.conn(), &pending.report.fingerprint))?;
+                    self.findings.tally.count_duplicate(original.map(|(_, origin)| origin), self.input);
+                }
+            }
         }
         Ok(())
     }
@@ -599,10 +697,13 @@ impl<'a> Ingest<'a> {
     fn complete(&mut self) -> Result<InputResult, StoreError> {
         let handle = self.handle;
         let keep = self.findings.row().outcome == Outcome::Rejected;
-        let payload = if keep { self.findings.payload_to_keep(self.envelope, self.limits) } else { None };
-        let sealed = self.store.payloads_sealed();
+        let payload = match self.target {
+            Target::New(_) if keep => self.findings.payload_to_keep(self.envelope, self.limits, self.store.sealer()),
+            _ => None,
+        };
+        let sealed = true;
 
-        if !self.tx_open && self.findings.pending.is_empty() {
+        if !self.tx_open && !self.findings.has_pending() {
             // Nothing written yet (not a report, rejected): one statement.
             let row = self.findings.row();
             let input = match self.target.clone() {
@@ -655,6 +756,11 @@ impl Visitor for Ingest<'_> {
             Read::Done if self.findings.pending_records > FLUSH_THRESHOLD => self.flush(),
             Read::Done => Ok(()),
         }
+    }
+
+    fn forensic(&mut self, _location: &str, report: ForensicReport, raw: &[u8]) -> Result<(), StoreError> {
+        self.findings.add_forensic(report, raw);
+        Ok(())
     }
 
     fn problem(&mut self, location: &str, error: IngestError) -> Result<(), StoreError> {

@@ -93,7 +93,7 @@ pub struct RollupFilter {
 }
 
 /// One row of a rollup: message counts for one key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
 pub struct RollupRow {
     pub key: String,
     pub messages: i64,

@@ -1,6 +1,8 @@
 //! The store against a real PostgreSQL: a fresh database per test (`#[sqlx::test]`, which
 //! needs `DATABASE_URL`; `make test` provides one).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use dmarcpipe_ingest::Limits;
@@ -96,7 +98,7 @@ async fn a_report_arriving_twice_is_a_linked_duplicate(pool: PgPool) {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn inputs_that_are_not_reports_or_broken_get_their_outcome_and_reason(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, opener) = common::sealing_store(&pool);
     let reply = ingest(&store, file("not-reports/human-reply.eml")).await;
     assert_eq!(reply.outcome, Outcome::NotReport);
     let warnings: serde_json::Value = sqlx::query_scalar("SELECT warnings FROM dmarc_inputs WHERE id = $1")
@@ -117,12 +119,15 @@ async fn inputs_that_are_not_reports_or_broken_get_their_outcome_and_reason(pool
     assert_eq!(stage, "parse");
     assert!(error.contains("xxe.xml") && error.contains("DTD"), "{error}");
     assert!(kept, "rejected inputs keep their bytes");
-    let payload: Vec<u8> = sqlx::query_scalar("SELECT payload FROM input_payloads WHERE input = $1")
-        .bind(xxe.input)
-        .fetch_one(&pool)
-        .await
-        .expect("the payload");
-    assert_eq!(payload, std::fs::read(sample("rejected/xxe.xml")).expect("the sample"));
+    let (payload, sealed): (Vec<u8>, bool) =
+        sqlx::query_as("SELECT payload, sealed FROM input_payloads WHERE input = $1")
+            .bind(xxe.input)
+            .fetch_one(&pool)
+            .await
+            .expect("the payload");
+    assert!(sealed && payload.starts_with(b"age-encryption.org/v1\n"), "kept bytes are sealed");
+    let opened = opener.open(&payload).expect("the identity opens them");
+    assert_eq!(opened, std::fs::read(sample("rejected/xxe.xml")).expect("the sample"));
 
     let bomb = ingest(&store, file("rejected/gzip-bomb.xml.gz")).await;
     assert_eq!(bomb.outcome, Outcome::Rejected);
@@ -132,18 +137,26 @@ async fn inputs_that_are_not_reports_or_broken_get_their_outcome_and_reason(pool
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn reprocess_stores_what_an_upgrade_makes_readable(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, opener) = common::sealing_store(&pool);
     // A limit that rejects every report stands in for a parser that could not read it.
     let strict = Limits { max_xml_depth: 3, ..Limits::default() };
     let rejected = store.ingest(file("mailru.xml"), &strict).await.expect("stored as rejected");
     assert_eq!(rejected.outcome, Outcome::Rejected);
     assert_eq!(store.kept_rejected_inputs(&[]).await.expect("listed"), vec![rejected.input]);
 
+    // The kept bytes are sealed: no identity, no reprocessing (and the input stays as it was).
+    let refused = store.reprocess(rejected.input, &strict, None).await.expect_err("needs the identity");
+    assert!(refused.to_string().contains("-i FILE"), "{refused}");
+
     // Still broken for this "version": stays rejected, bytes stay kept.
-    let again = store.reprocess(rejected.input, &strict).await.expect("reprocessed").expect("claimed");
+    let again = store.reprocess(rejected.input, &strict, Some(&opener)).await.expect("reprocessed").expect("claimed");
     assert_eq!(again.outcome, Outcome::Rejected);
 
-    let fixed = store.reprocess(rejected.input, &Limits::default()).await.expect("reprocessed").expect("claimed");
+    let fixed = store
+        .reprocess(rejected.input, &Limits::default(), Some(&opener))
+        .await
+        .expect("reprocessed")
+        .expect("claimed");
     assert_eq!((fixed.input, fixed.outcome, fixed.reports_stored), (rejected.input, Outcome::Stored, 1));
     let (outcome, attempts, kept): (String, i32, bool) =
         sqlx::query_as("SELECT outcome, attempts, payload_kept FROM dmarc_inputs WHERE id = $1")
@@ -155,12 +168,12 @@ async fn reprocess_stores_what_an_upgrade_makes_readable(pool: PgPool) {
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
     // Nothing left to reprocess, and a second run finds nothing to claim.
     assert!(store.kept_rejected_inputs(&[]).await.expect("listed").is_empty());
-    assert!(store.reprocess(rejected.input, &Limits::default()).await.expect("runs").is_none());
+    assert!(store.reprocess(rejected.input, &Limits::default(), Some(&opener)).await.expect("runs").is_none());
 }
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn a_broken_part_rejects_its_input_but_keeps_the_good_reports(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, opener) = common::sealing_store(&pool);
     let good = ReportBuilder::new("Reporter Example", "good-1", "example.com", NOV_2).record(
         "192.0.2.1",
         5,
@@ -175,7 +188,7 @@ async fn a_broken_part_rejects_its_input_but_keeps_the_good_reports(pool: PgPool
     assert!(result.error.as_deref().is_some_and(|e| e.contains("broken.xml")), "{:?}", result.error);
 
     // Reprocessing cannot fix the broken entry and must not store the good report twice.
-    let again = store.reprocess(result.input, &Limits::default()).await.expect("runs").expect("claimed");
+    let again = store.reprocess(result.input, &Limits::default(), Some(&opener)).await.expect("runs").expect("claimed");
     assert_eq!(again.outcome, Outcome::Rejected);
     assert_eq!(again.reports_stored, 1, "the good report counts as this input's own");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);

@@ -15,7 +15,6 @@ use std::io::BufRead;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::normalize::{self, Normalized};
 use super::xml::{Step, Tag, XmlCursor};
 use crate::charset::Utf8Reader;
 use crate::error::IngestError;
@@ -24,6 +23,7 @@ use crate::model::{
     PolicyPublished, Record, ReportHeader, ReportSummary, Schema, SpfAuth, SpfResult, SpfScope, Testing, Verdict,
     Warnings, WireEnum,
 };
+use crate::normalize::{self, Normalized};
 
 /// The RFC 9990 namespace.
 pub const DMARC_2_NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";

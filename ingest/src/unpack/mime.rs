@@ -5,12 +5,13 @@
 //! mail-parser, which decodes `text/*` parts through their charset: a gzip mislabelled
 //! `text/plain` must reach the sniffer byte for byte. HTML parts (Microsoft's "[Preview]"
 //! summaries) are skipped; forwarded messages are walked recursively; ARF feedback reports are
-//! handed to the visitor whole.
+//! handed to the visitor parsed, with the raw mail.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::{Unpacker, Visitor, transfer};
 use crate::error::IngestError;
+use crate::forensic;
 
 pub(super) fn walk<V: Visitor>(
     unpacker: &mut Unpacker<'_, V>,
@@ -25,15 +26,6 @@ pub(super) fn walk<V: Visitor>(
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
     }
-}
-
-/// True for `multipart/report; report-type=feedback-report` (ARF, RFC 5965).
-pub(crate) fn is_feedback_report(part: &MessagePart<'_>) -> bool {
-    part.content_type().is_some_and(|ct| {
-        ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
-            && ct.attribute("report-type").is_some_and(|t| t.eq_ignore_ascii_case("feedback-report"))
-    })
 }
 
 /// `base` is where `message.raw_message()` starts in the stream its part offsets refer to:
@@ -56,8 +48,9 @@ fn walk_message<V: Visitor>(
             ),
         );
     }
-    if message.parts.first().is_some_and(is_feedback_report) {
-        return unpacker.visitor.forensic(location, message);
+    if let Some(kind) = forensic::classify(message) {
+        let report = forensic::parse(message, base, kind);
+        return unpacker.visitor.forensic(location, report, message.raw_message());
     }
     for (index, part) in message.parts.iter().enumerate() {
         let label = describe(part, index);

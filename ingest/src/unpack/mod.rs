@@ -7,12 +7,13 @@
 //! Content is sniffed by its bytes, never by names or MIME types (reporters get those wrong):
 //! gzip (every member), zip (every entry, directories and junk skipped, nothing ever written
 //! to disk), MIME mail (every leaf part, forwarded `message/rfc822` included), XML, JSON.
+//! A mail that is a failure report (ARF or plain text) is parsed whole by [`crate::forensic`].
 //! Containers nest (zip in mail, gzip in zip) up to `limits.max_nesting`; every decompressed
 //! byte counts against the input's budget (see [`decompress`]).
 
 mod decompress;
-mod mime;
-mod transfer;
+pub(crate) mod mime;
+pub(crate) mod transfer;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
@@ -22,6 +23,7 @@ use decompress::{Budget, Capped, CompressedSize, Counting, GzipMembers};
 
 use crate::envelope::{Envelope, Payload};
 use crate::error::{IngestError, from_io};
+use crate::forensic::ForensicReport;
 use crate::limits::{Limits, format_size};
 
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -58,12 +60,9 @@ pub trait Visitor {
     /// A document that may be a report.
     fn document(&mut self, document: Document<'_>) -> Result<(), Self::Error>;
 
-    /// A forensic (ARF) report found in a mail.
-    fn forensic(&mut self, location: &str, message: &mail_parser::Message<'_>) -> Result<(), Self::Error> {
-        let _ = message;
-        self.skipped(location, "a feedback report (ARF)");
-        Ok(())
-    }
+    /// A failure (forensic) report: what was read from it, and the raw bytes of the report
+    /// mail, which hold the original message and are to be sealed, never stored in clear.
+    fn forensic(&mut self, location: &str, report: ForensicReport, raw: &[u8]) -> Result<(), Self::Error>;
 
     /// A part that could not be unpacked (damaged archive, limit exceeded).
     fn problem(&mut self, location: &str, error: IngestError) -> Result<(), Self::Error>;
