@@ -17,7 +17,7 @@ else
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help run test db-up db-down build lint fmt bench fuzz clean setup
+.PHONY: help run test db-up db-down build lint fmt bench bench-smtp fuzz clean setup
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ bench: $(DB) ## Import a generated corpus (2,000 files + a 1,000,000-record repo
 	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
 	@[ -f $(BENCH_CORPUS)/manifest.json ] || target/release/dmarcpipe-bench generate $(BENCH_CORPUS)
 	target/release/dmarcpipe-bench run --binary $(BIN) --corpus $(BENCH_CORPUS)
+
+bench-smtp: $(DB) ## Deliver small reports over SMTP from 50 clients to `serve` and measure (SMTP_MESSAGES, SMTP_CLIENTS)
+	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
+	target/release/dmarcpipe-bench smtp --binary $(BIN) --messages $${SMTP_MESSAGES:-5000} --clients $${SMTP_CLIENTS:-50}
 
 fuzz: ## Feed mutated samples to the parsers for a while (FUZZ_SECONDS, default 60)
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} $(CARGO) test --release -p dmarcpipe-ingest --test fuzz -- --ignored --nocapture

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that `make run` and `make test` use, if any is missing:
 # PostgreSQL (the store), age (the tests check that its keys and ours interoperate), and the
-# real peers the tests talk to.
+# real peers the tests talk to: swaks (an SMTP client, with Net::SSLeay for STARTTLS) and
+# openssl (self-signed certificates for the STARTTLS tests).
 set -euo pipefail
 
-wanted=(postgresql age)
+wanted=(postgresql age swaks libnet-ssleay-perl openssl)
 missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

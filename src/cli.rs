@@ -41,6 +41,9 @@ pub enum Command {
     Forensic(ForensicCommand),
     /// Make an age identity for sealing forensic samples; prints its recipient.
     Keygen(KeygenArgs),
+    /// Be the mail server of the report mailbox: receive reports over SMTP (and LMTP) and store
+    /// each before acknowledging it.
+    Serve(ServeArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
     /// Unpack and parse inputs without a database and print what was found, as JSON.
@@ -177,6 +180,42 @@ pub struct KeygenArgs {
     /// recipient on stdout. Without it, the identity goes to stdout as `age-keygen` does.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Flags of `serve`; each list given replaces the `[smtp]` list of the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for SMTP (`0.0.0.0:25`, `[::]:25`); repeatable.
+    #[arg(long, env = "DMARCPIPE_SMTP_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub smtp_listen: Vec<String>,
+
+    /// Address to listen on for LMTP, for an MTA that delivers to us; repeatable.
+    #[arg(long, env = "DMARCPIPE_LMTP_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub lmtp_listen: Vec<String>,
+
+    /// Accept mail for this address, or every address of `@DOMAIN`; repeatable. Nothing else
+    /// is accepted (never a relay).
+    #[arg(long, env = "DMARCPIPE_SMTP_RECIPIENT", value_name = "ADDRESS|@DOMAIN", value_delimiter = ',')]
+    pub smtp_recipient: Vec<String>,
+
+    /// The server's name in its greeting (default: this machine's hostname).
+    #[arg(long, env = "DMARCPIPE_SMTP_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// PEM certificate chain for STARTTLS (with --tls-key).
+    #[arg(long, env = "DMARCPIPE_TLS_CERTIFICATE", value_name = "FILE")]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM private key for STARTTLS.
+    #[arg(long, env = "DMARCPIPE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Largest message accepted (SIZE); larger ones get 552.
+    #[arg(long, env = "DMARCPIPE_SMTP_MAX_MESSAGE_BYTES", value_name = "SIZE", value_parser = size)]
+    pub smtp_max_message_bytes: Option<u64>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

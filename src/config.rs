@@ -13,6 +13,15 @@
 //! [forensic]
 //! recipients = ["age1..."]              # and/or:
 //! recipients_file = "recipients.txt"    # relative to this file
+//!
+//! [smtp]                                # dmarcpipe serve
+//! listen = ["0.0.0.0:25", "[::]:25"]
+//! lmtp_listen = ["127.0.0.1:2424"]
+//! hostname = "mx.dmarc.example.com"
+//! recipients = ["reports@dmarc.example.com", "@ruf.example.com"]
+//! tls_certificate = "/etc/dmarcpipe/fullchain.pem"   # relative to this file
+//! tls_key = "/etc/dmarcpipe/privkey.pem"
+//! max_message_bytes = "64MiB"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -35,6 +44,8 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default)]
     pub forensic: ForensicSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
     /// Where the file was read from (relative paths in it are relative to its directory).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -47,6 +58,32 @@ pub struct ForensicSection {
     #[serde(default)]
     pub recipients: Vec<String>,
     pub recipients_file: Option<PathBuf>,
+}
+
+/// `dmarcpipe serve`: where it listens, whom it accepts mail for, TLS, and its caps (each
+/// optional; the defaults are those of [`dmarcpipe_ingest::intake::smtp::SmtpSettings::new`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub lmtp_listen: Vec<String>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, deserialize_with = "dmarcpipe_ingest::limits::optional_size")]
+    pub max_message_bytes: Option<u64>,
+    pub max_recipients: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub max_sessions_per_ip: Option<usize>,
+    pub command_timeout_seconds: Option<u64>,
+    pub data_timeout_seconds: Option<u64>,
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Database connections of the server (messages stored at once).
+    pub database_connections: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,13 +112,18 @@ impl FileConfig {
             return Ok(None);
         }
         let config_name = self.path.as_ref().map_or("the configuration".into(), |p| p.display().to_string());
-        let file = section.recipients_file.as_ref().map(|file| match self.path.as_ref().and_then(|p| p.parent()) {
-            Some(dir) if file.is_relative() => dir.join(file),
-            _ => file.clone(),
-        });
+        let file = section.recipients_file.as_deref().map(|file| self.relative_path(file));
         let files: Vec<&Path> = file.iter().map(PathBuf::as_path).collect();
         let sealer = Sealer::new(&section.recipients, &format!("{config_name} [forensic] recipients"), &files)?;
         Ok(Some(sealer))
+    }
+
+    /// A path from the file, relative to the file's directory.
+    pub fn relative_path(&self, file: &Path) -> PathBuf {
+        match self.path.as_ref().and_then(|p| p.parent()) {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_owned(),
+        }
     }
 
     /// The database URL: flag or `DATABASE_URL`, else the file.

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -27,7 +28,8 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // A server logs what it does (one line per message); commands log only trouble by default.
+    init_tracing(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -55,16 +57,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Parse(args) => commands::parse::run(&config, args),
         Command::Forensic(command) => commands::forensic::run(&config, database_url, command).await,
         Command::Keygen(args) => commands::keygen::run(args),
+        Command::Serve(args) => commands::serve::run(&config, database_url, args).await,
     }
 }
 
-/// Logs go to stderr; the default shows warnings, `-v` info, `-vv` debug; RUST_LOG wins.
-fn init_tracing(verbose: u8) {
+/// Logs go to stderr; the default shows warnings (info for a server), `-v` info, `-vv` debug;
+/// RUST_LOG wins.
+fn init_tracing(verbose: u8, server: bool) {
     let default = match verbose {
-        0 => "warn",
+        0 if !server => "warn",
+        0 => "info,sqlx=warn",
         1 => "info,sqlx=warn",
         _ => "debug,sqlx=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }

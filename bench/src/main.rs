@@ -4,6 +4,7 @@
 //! ```text
 //! dmarcpipe-bench generate DIR [--files N] [--large-records N]
 //! dmarcpipe-bench run --binary target/release/dmarcpipe --corpus DIR
+//! dmarcpipe-bench smtp --binary target/release/dmarcpipe [--messages N] [--clients C]
 //! ```
 //!
 //! The corpus: N files (default 2,000) mixing 1-5-record reports (`small/`) with about 1 % of
@@ -12,6 +13,10 @@
 //! directory into the same fresh database and reports each phase and the 2,000 files together. Sources come from the benchmarking
 //! range 198.18.0.0/15 (RFC 2544) and 2001:db8::/32, domains from example.com/net/org.
 //! Everything is derived from a fixed seed, so two runs measure the same bytes.
+//!
+//! `smtp` (`make bench-smtp`) measures `dmarcpipe serve` instead: see `smtp.rs`.
+
+mod smtp;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -91,6 +96,34 @@ fn generate(dir: &Path, files: u64, large_records: u64) -> Result<()> {
     Ok(())
 }
 
+/// The single value a query returns, as text.
+fn psql_value(url: &str, sql: &str) -> Result<String> {
+    let output = Command::new("psql").arg(url).args(["-v", "ON_ERROR_STOP=1", "-qtA", "-c", sql]).output()?;
+    if !output.status.success() {
+        bail!("psql failed: {sql}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A fresh database with the schema applied: (admin URL, its name, its URL).
+fn create_database(binary: &Path, purpose: &str) -> Result<(String, String, String)> {
+    let admin = std::env::var("DATABASE_URL").context("DATABASE_URL must name the PostgreSQL server to measure")?;
+    let database = format!("dmarcpipe_bench_{purpose}_{}", std::process::id());
+    psql(&admin, &format!("CREATE DATABASE {database}"))?;
+    let url = with_database(&admin, &database);
+    // Migrations first, so that what follows measures only the work.
+    let migrated = Command::new(binary).env("DATABASE_URL", &url).arg("migrate").output()?;
+    if !migrated.status.success() {
+        drop_database(&admin, &database)?;
+        bail!("migrate failed: {}", String::from_utf8_lossy(&migrated.stderr));
+    }
+    Ok((admin, database, url))
+}
+
+fn drop_database(admin: &str, database: &str) -> Result<()> {
+    psql(admin, &format!("DROP DATABASE {database} WITH (FORCE)"))
+}
+
 fn psql(url: &str, sql: &str) -> Result<()> {
     let status = Command::new("psql")
         .arg(url)
@@ -144,15 +177,7 @@ fn import(binary: &Path, url: &str, path: &Path, jobs: Option<u32>) -> Result<Me
 }
 
 fn run(binary: &Path, corpus: &Path, jobs: Option<u32>) -> Result<()> {
-    let admin = std::env::var("DATABASE_URL").context("DATABASE_URL must name the PostgreSQL server to measure")?;
-    let database = format!("dmarcpipe_bench_{}", std::process::id());
-    psql(&admin, &format!("CREATE DATABASE {database}"))?;
-    let url = with_database(&admin, &database);
-    // Migrations first, so the first phase measures imports only.
-    let migrated = Command::new(binary).env("DATABASE_URL", &url).arg("migrate").output()?;
-    if !migrated.status.success() {
-        bail!("migrate failed: {}", String::from_utf8_lossy(&migrated.stderr));
-    }
+    let (admin, database, url) = create_database(binary, "import")?;
     let result = (|| -> Result<()> {
         let small = import(binary, &url, &corpus.join("small"), jobs)?;
         let medium = import(binary, &url, &corpus.join("medium"), jobs)?;
@@ -194,7 +219,7 @@ fn run(binary: &Path, corpus: &Path, jobs: Option<u32>) -> Result<()> {
         );
         Ok(())
     })();
-    psql(&admin, &format!("DROP DATABASE {database}"))?;
+    drop_database(&admin, &database)?;
     result
 }
 
@@ -214,8 +239,15 @@ fn main() -> Result<()> {
             let jobs = flag("--jobs").map(|v| v.parse()).transpose()?;
             run(&binary, &corpus, jobs)
         }
+        Some("smtp") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let messages = flag("--messages").map(|v| v.parse()).transpose()?.unwrap_or(5_000);
+            let clients = flag("--clients").map(|v| v.parse()).transpose()?.unwrap_or(50);
+            smtp::run(&binary, messages, clients)
+        }
         _ => bail!(
-            "usage: dmarcpipe-bench generate DIR [--files N] [--large-records N] | run --corpus DIR [--binary PATH] [--jobs N]"
+            "usage: dmarcpipe-bench generate DIR [--files N] [--large-records N] | run --corpus DIR [--binary PATH] [--jobs N] \
+             | smtp [--binary PATH] [--messages N] [--clients C]"
         ),
     }
 }

@@ -22,8 +22,9 @@ pub enum Origin {
     Mbox { path: PathBuf, index: usize },
     /// One message on standard input (an MTA pipe).
     Stdin,
-    /// Delivered to our SMTP or LMTP server.
-    Smtp { peer: String, helo: String, mail_from: String, lmtp: bool },
+    /// Delivered to our SMTP or LMTP server: the client's address, its HELO name, the
+    /// envelope sender, and whether the session was LMTP and ran over TLS.
+    Smtp { peer: String, helo: String, mail_from: String, lmtp: bool, tls: bool },
     /// Fetched from an IMAP mailbox.
     Imap { mailbox: String, uid: u32 },
     /// The kept bytes of an input already recorded, run again by `reprocess` (which updates
@@ -64,7 +65,9 @@ impl fmt::Display for Origin {
             Origin::File { path } => write!(f, "{}", path.display()),
             Origin::Mbox { path, index } => write!(f, "{} (message {index})", path.display()),
             Origin::Stdin => f.write_str("stdin"),
-            Origin::Smtp { peer, helo, mail_from, .. } => write!(f, "{peer} helo={helo} from=<{mail_from}>"),
+            Origin::Smtp { peer, helo, mail_from, tls, .. } => {
+                write!(f, "{peer} helo={helo} from=<{mail_from}>{}", if *tls { " tls" } else { "" })
+            }
             Origin::Imap { mailbox, uid } => write!(f, "{mailbox} uid {uid}"),
             Origin::Kept { input } => write!(f, "kept bytes of input {input}"),
         }

@@ -38,7 +38,7 @@ pub struct Limits {
 }
 
 /// Sizes in configuration files: a number of bytes or a string such as `"64MiB"`.
-fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Size {
@@ -49,6 +49,11 @@ fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Err
         Size::Bytes(bytes) => Ok(bytes),
         Size::Text(text) => parse_size(&text).map_err(serde::de::Error::custom),
     }
+}
+
+/// [`size`] for an optional key (use with `#[serde(default)]`).
+pub fn optional_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    size(deserializer).map(Some)
 }
 
 impl Default for Limits {

@@ -6,6 +6,7 @@ pub mod keygen;
 pub mod parse;
 pub mod report;
 pub mod reprocess;
+pub mod serve;
 
 use anyhow::{Context, Result};
 use dmarcpipe_store::{Durability, Store};

@@ -95,9 +95,12 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2))
             .acquire_timeout(Duration::from_secs(15))
-            // A connection that broke is found out by the next query, which fails the input
-            // (not acknowledged, retried); a ping before every query cost a round trip.
-            .test_before_acquire(false)
+            // Sources that acknowledge each input (SMTP, IMAP, a pipe) run for long and see the
+            // database restart: a ping before use finds a connection that broke meanwhile, so
+            // that it is not the next message that fails. Batch imports are short-lived; for
+            // them the ping would cost a round trip per input, and a broken connection fails
+            // only inputs that the next run stores.
+            .test_before_acquire(durability == Durability::EachInput)
             .connect_with(options)
             .await?;
         let store = Store::from_pool(pool);

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod smtp;
+
 use serde_json::Value;
 use sqlx::PgPool;
 

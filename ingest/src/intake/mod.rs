@@ -1,4 +1,6 @@
 //! The channels inputs arrive by. [`files`] walks paths given to `import` (files, directories,
-//! mbox files, maildirs) into envelopes.
+//! mbox files, maildirs) into envelopes; [`smtp`] is the SMTP/LMTP server of `serve`, which
+//! hands every message to a [`smtp::Deliver`] and acknowledges it only when that says so.
 
 pub mod files;
+pub mod smtp;

@@ -1,0 +1,259 @@
+//! `dmarcpipe serve`: dmarcpipe as the mail server of the report mailbox.
+//!
+//! Wires the SMTP/LMTP server of `dmarcpipe_ingest::intake::smtp` to the store: every message
+//! goes through the same pipeline as `import` (same outcomes and provenance, origin = client
+//! IP, HELO and MAIL FROM) with each commit waiting for the disk, and is acknowledged only
+//! then; any failure to store gives `451`, so the sending MTA keeps the message and retries.
+//! One log line per message. Rollups are brought up to date every little while and at the
+//! end. SIGTERM or Ctrl-C stops accepting, lets messages in progress finish within the grace
+//! period, and exits 0.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::envelope::{Envelope, Payload};
+use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Server, SmtpSettings, load_tls};
+use dmarcpipe_store::{InputResult, Outcome, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::connect;
+use crate::cli::ServeArgs;
+use crate::config::FileConfig;
+use crate::exit;
+
+/// Database connections when the config does not say: messages stored at once.
+const DEFAULT_CONNECTIONS: u32 = 16;
+
+/// How often rollups are brought up to date while messages arrive.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// Longest reason quoted back to the sender in a reply line (RFC 5321 caps lines at 512).
+const MAX_REPLY_REASON: usize = 200;
+
+pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArgs) -> Result<u8> {
+    let limits = config.limits(&args.limits);
+    let (settings, addresses) = settings(config, &args, &limits)?;
+    let section = &config.smtp;
+    let connections = section.database_connections.unwrap_or(DEFAULT_CONNECTIONS).max(2);
+    let store = connect(config, database_url, connections).await?;
+
+    let mut listeners = Vec::new();
+    for (address, protocol) in &addresses {
+        let listener = TcpListener::bind(address.as_str()).await.with_context(|| {
+            format!("cannot listen on {address} ({}; ports below 1024 need CAP_NET_BIND_SERVICE)", name(*protocol))
+        })?;
+        let bound = listener.local_addr().context("a listening socket has an address")?;
+        tracing::info!("listening on {bound} ({})", name(*protocol));
+        listeners.push((listener, *protocol));
+    }
+    tracing::info!(
+        hostname = %settings.hostname,
+        starttls = settings.tls.is_some(),
+        max_message_bytes = settings.max_message_bytes,
+        "dmarcpipe serve is ready"
+    );
+
+    let delivery = StoreDelivery { store: store.clone(), limits, since_refresh: Arc::new(AtomicBool::new(false)) };
+    let since_refresh = delivery.since_refresh.clone();
+    let grace = settings.shutdown_grace;
+    let server = Server::new(settings, delivery);
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutting down: no new connections; messages in progress get {}s to finish.", grace.as_secs());
+        let _ = stop.send(true);
+    });
+    let refresher = tokio::spawn(refresh_while_running(store.clone(), since_refresh.clone()));
+
+    let cut_off = server.run(listeners, shutdown).await;
+    refresher.abort();
+    if cut_off > 0 {
+        tracing::warn!("{cut_off} sessions were cut off at the end of the grace period; their senders will retry");
+    }
+    if since_refresh.load(Ordering::Relaxed)
+        && let Err(err) = store.refresh_rollups().await
+    {
+        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
+    }
+    tracing::info!("dmarcpipe serve stopped");
+    Ok(exit::OK)
+}
+
+/// Session settings and listen addresses from flags over the `[smtp]` section.
+fn settings(config: &FileConfig, args: &ServeArgs, limits: &Limits) -> Result<(SmtpSettings, Vec<(String, Protocol)>)> {
+    let section = &config.smtp;
+    let either = |flag: &Vec<String>, file: &Vec<String>| if flag.is_empty() { file.clone() } else { flag.clone() };
+    let smtp = either(&args.smtp_listen, &section.listen);
+    let lmtp = either(&args.lmtp_listen, &section.lmtp_listen);
+    if smtp.is_empty() && lmtp.is_empty() {
+        bail!(
+            "nowhere to listen: pass --smtp-listen ADDR (or --lmtp-listen), or set listen in [smtp] of the config file"
+        );
+    }
+    let recipients = either(&args.smtp_recipient, &section.recipients);
+    let recipients = Recipients::parse(&recipients)
+        .map_err(|reason| anyhow::anyhow!("recipients (--smtp-recipient or [smtp] recipients): {reason}"))?;
+    let hostname = args.hostname.clone().or_else(|| section.hostname.clone()).unwrap_or_else(local_hostname);
+
+    let mut settings = SmtpSettings::new(hostname, recipients);
+    let max_message = args.smtp_max_message_bytes.or(section.max_message_bytes).unwrap_or(settings.max_message_bytes);
+    // A message is held in memory and then unpacked under the import limits: never more than those.
+    settings.max_message_bytes = max_message.min(limits.max_message_bytes);
+    let seconds = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+    settings.command_timeout = seconds(section.command_timeout_seconds, settings.command_timeout);
+    settings.data_timeout = seconds(section.data_timeout_seconds, settings.data_timeout);
+    settings.shutdown_grace = seconds(section.shutdown_grace_seconds, settings.shutdown_grace);
+    settings.max_recipients = section.max_recipients.unwrap_or(settings.max_recipients).max(1);
+    settings.max_sessions = section.max_sessions.unwrap_or(settings.max_sessions).max(1);
+    settings.max_sessions_per_ip = section.max_sessions_per_ip.unwrap_or(settings.max_sessions_per_ip).max(1);
+
+    let certificate =
+        args.tls_certificate.clone().or_else(|| section.tls_certificate.as_deref().map(|p| config.relative_path(p)));
+    let key = args.tls_key.clone().or_else(|| section.tls_key.as_deref().map(|p| config.relative_path(p)));
+    settings.tls = match (certificate, key) {
+        (Some(certificate), Some(key)) => Some(load_tls(&certificate, &key).context("cannot set up STARTTLS")?),
+        (None, None) => None,
+        _ => bail!(
+            "STARTTLS needs both a certificate and a key (--tls-certificate and --tls-key, or [smtp] tls_certificate and tls_key)"
+        ),
+    };
+
+    let addresses = smtp.into_iter().map(|a| (a, Protocol::Smtp)).chain(lmtp.into_iter().map(|a| (a, Protocol::Lmtp)));
+    Ok((settings, addresses.collect()))
+}
+
+fn name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Smtp => "smtp",
+        Protocol::Lmtp => "lmtp",
+    }
+}
+
+/// This machine's name, for the greeting when none is configured.
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Hands each message to the store; `250` only once it is committed.
+struct StoreDelivery {
+    store: Store,
+    limits: Limits,
+    /// Something was stored since the rollups were last brought up to date.
+    since_refresh: Arc<AtomicBool>,
+}
+
+impl Deliver for StoreDelivery {
+    async fn deliver(&self, envelope: Envelope) -> Delivery {
+        let origin = envelope.origin.to_string();
+        let bytes = match &envelope.payload {
+            Payload::Bytes(bytes) => bytes.len(),
+            Payload::File(_) => 0,
+        };
+        match self.store.ingest(envelope, &self.limits).await {
+            Ok(result) => {
+                tracing::info!(
+                    input = result.input,
+                    outcome = result.outcome.as_str(),
+                    reports = result.reports_stored,
+                    forensic = result.forensic_stored,
+                    duplicate_reports = result.reports_duplicate,
+                    records = result.records,
+                    messages = result.messages,
+                    bytes,
+                    error = result.error.as_deref().unwrap_or(""),
+                    "message from {origin}"
+                );
+                if result.reports_stored > 0 {
+                    self.since_refresh.store(true, Ordering::Relaxed);
+                }
+                Delivery::Accepted(acknowledgement(&result))
+            }
+            Err(err) => {
+                if err.is_transient() {
+                    tracing::warn!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
+                } else {
+                    tracing::error!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
+                }
+                Delivery::TryLater("Cannot store the message now, try again later".into())
+            }
+        }
+    }
+}
+
+/// The text of the `250` reply: what became of the message.
+fn acknowledgement(result: &InputResult) -> String {
+    let input = result.input;
+    match result.outcome {
+        Outcome::Stored => format!(
+            "Stored as input {input}: {} report{}, {} record{}",
+            result.reports_stored,
+            plural(result.reports_stored as u64),
+            result.records,
+            plural(result.records)
+        ),
+        Outcome::Duplicate => match result.duplicate_of {
+            Some(original) => format!("Already stored by input {original}; recorded as input {input}"),
+            None => format!("Already stored; recorded as input {input}"),
+        },
+        Outcome::NotReport => format!("Not a DMARC report; recorded as input {input}"),
+        Outcome::Rejected => {
+            let mut reason = result.error.clone().unwrap_or_default();
+            if reason.len() > MAX_REPLY_REASON {
+                let mut end = MAX_REPLY_REASON;
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                reason.truncate(end);
+                reason.push_str("...");
+            }
+            format!("Kept as input {input}, but not readable as a report: {reason}")
+        }
+    }
+}
+
+fn plural(count: u64) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// Brings rollups up to date every [`REFRESH_EVERY`] when something was stored.
+async fn refresh_while_running(store: Store, since_refresh: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(REFRESH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if since_refresh.swap(false, Ordering::Relaxed)
+            && let Err(err) = store.refresh_rollups().await
+        {
+            since_refresh.store(true, Ordering::Relaxed);
+            tracing::warn!(error = %err, "Rollups not refreshed; trying again later.");
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

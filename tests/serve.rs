@@ -1,0 +1,344 @@
+//! `dmarcpipe serve` end to end, with real clients on loopback: swaks (Debian) and the lettre
+//! crate, plus a raw client for what real clients will not do (hang up mid-DATA). Each test
+//! runs the binary against its own fresh database and checks what was committed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::smtp::{DatabaseProxy, RUA, RawClient, Served, Swaks};
+use common::{Dmarcpipe, Sealing, path, root, scalar};
+use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, base64, gzip, mail_with_attachment};
+use lettre::AsyncTransport;
+use sqlx::PgPool;
+
+fn sample(name: &str) -> PathBuf {
+    root().join("samples").join(name)
+}
+
+/// The channel, origin and outcome of every input, oldest first.
+async fn inputs(pool: &PgPool) -> Vec<(String, String, String)> {
+    sqlx::query_as("SELECT channel, origin, outcome FROM dmarc_inputs ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("inputs are readable")
+}
+
+fn lettre_client(server: std::net::SocketAddr, helo: &str) -> lettre::AsyncSmtpTransport<lettre::Tokio1Executor> {
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(server.ip().to_string())
+        .port(server.port())
+        .hello_name(lettre::transport::smtp::extension::ClientId::Domain(helo.to_owned()))
+        .timeout(Some(Duration::from_secs(120)))
+        .build()
+}
+
+fn envelope(from: &str, to: &str) -> lettre::address::Envelope {
+    lettre::address::Envelope::new(Some(from.parse().expect("an address")), vec![to.parse().expect("an address")])
+        .expect("an envelope")
+}
+
+#[sqlx::test]
+async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_a_duplicate(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let google = sample("aggregate/google-zip-in-mail.eml");
+    let transcript = Swaks::to(served.smtp).data(&google).delivered();
+    assert!(transcript.contains("<-  250 2.0.0 Stored as input 1: 1 report, 6 records"), "{transcript}");
+    for offered in ["250-PIPELINING", "250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250 SIZE "] {
+        assert!(transcript.contains(offered), "{offered} is offered: {transcript}");
+    }
+    assert_eq!(
+        inputs(&pool).await,
+        [(
+            "smtp".to_owned(),
+            "127.0.0.1 helo=mail-sor-f73.google.example from=<noreply-dmarc-support@google.example>".to_owned(),
+            "stored".to_owned()
+        )]
+    );
+    let (records, messages): (i64, i64) = sqlx::query_as(
+        "SELECT record_count::bigint, message_count FROM dmarc_reports WHERE org_name = 'google.example'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the report is stored");
+    assert_eq!((records, messages), (6, 389));
+
+    let again = Swaks::to(served.smtp).data(&google).delivered();
+    assert!(again.contains("<-  250 2.0.0 Already stored by input 1; recorded as input 2"), "{again}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 1);
+
+    let log = served.log();
+    let line = log.iter().find(|line| line.contains("message from 127.0.0.1")).expect("a line per message");
+    for field in ["outcome=\"stored\"", "reports=1", "records=6"] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn a_gzip_report_with_8bit_headers_is_stored_from_lettre(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let report = ReportBuilder::new("Mail.Ru", "mailru-8bit-1", "example.com", 1_793_491_200)
+        .record("192.0.2.10", 7, "none", "pass", "pass")
+        .record("198.51.100.3", 2, "reject", "fail", "fail");
+    let attachment = base64(&gzip(report.xml().as_bytes()));
+    // Raw UTF-8 in the headers, as Mail.ru and others send them (8BITMIME, no RFC 2047).
+    let message = format!(
+        "From: Почта Mail.Ru <dmarc_support@corp.mail.example>\r\nTo: {RUA}\r\n\
+         Subject: Отчёт DMARC для example.com — Report-Id: mailru-8bit-1\r\nMIME-Version: 1.0\r\n\
+         Content-Type: application/gzip; name=\"Отчёт.xml.gz\"\r\nContent-Disposition: attachment; filename=\"Отчёт.xml.gz\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{attachment}\r\n"
+    );
+    let client = lettre_client(served.smtp, "corp.mail.example");
+    let response = client
+        .send_raw(&envelope("dmarc_support@corp.mail.example", RUA), message.as_bytes())
+        .await
+        .expect("lettre delivers");
+    let text = response.message().collect::<Vec<_>>().join(" ");
+    assert!(response.is_positive() && text.contains("Stored as input 1: 1 report, 2 records"), "{text}");
+    let (org, messages): (String, i64) =
+        sqlx::query_as("SELECT org_name, message_count FROM dmarc_reports WHERE report_id = 'mailru-8bit-1'")
+            .fetch_one(&pool)
+            .await
+            .expect("the report is stored");
+    assert_eq!((org.as_str(), messages), ("Mail.Ru", 9));
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn a_forensic_report_is_sealed_as_on_import(pool: PgPool) {
+    let sealing = Sealing::new();
+    let dmarcpipe = sealing.dmarcpipe(&pool);
+    let served = Served::start(&dmarcpipe, &[]);
+    let arf = sample("forensic/google-arf.eml");
+    let transcript = Swaks::to(served.smtp).rcpt("ruf+google@ruf.dmarc.example").data(&arf).delivered();
+    assert!(transcript.contains("Stored as input 1: 1 report"), "{transcript}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_forensic WHERE sample_kept").await, 1);
+    // The sample is sealed: no byte of the original's subject in the database, and the
+    // identity opens it.
+    let plaintext: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM forensic_samples WHERE position(convert_to('Invoice 2026-11', 'UTF8') IN sealed) > 0",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("samples are readable");
+    assert_eq!(plaintext, 0);
+    let id = scalar(&pool, "SELECT max(id) FROM dmarc_forensic").await.to_string();
+    let shown = dmarcpipe.run(&["forensic", "show", &id, "-i", path(&sealing.identity)]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("Subject: Invoice 2026-11"));
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn a_pipelined_session_is_stored(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let transcript =
+        Swaks::to(served.smtp).data(&sample("aggregate/amazonses-octet-stream.eml")).arg("--pipeline").delivered();
+    // swaks sends MAIL, RCPT and DATA in one go when PIPELINING is offered.
+    let mail = transcript.find(" -> MAIL FROM").expect("MAIL sent");
+    let first_reply_after_mail = transcript[mail..].find("<-").expect("a reply");
+    assert!(transcript[mail..mail + first_reply_after_mail].contains(" -> DATA"), "pipelined: {transcript}");
+    assert!(transcript.contains("Stored as input 1"), "{transcript}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert!(served.stop().success());
+}
+
+/// A self-signed certificate for mx.dmarc.example, made by openssl.
+fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let output = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=mx.dmarc.example", "-addext", "subjectAltName=DNS:mx.dmarc.example"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", path(&key), "-out", path(&certificate)])
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (certificate, key)
+}
+
+#[sqlx::test]
+async fn starttls_with_a_self_signed_certificate(pool: PgPool) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (certificate, key) = self_signed(dir.path());
+    let served =
+        Served::start(&Dmarcpipe::on(&pool), &["--tls-certificate", path(&certificate), "--tls-key", path(&key)]);
+    let transcript = Swaks::to(served.smtp).data(&sample("aggregate/google-zip-in-mail.eml")).arg("--tls").delivered();
+    assert!(transcript.contains("<-  250 STARTTLS") && transcript.contains("TLS started"), "{transcript}");
+
+    let message = mail_with_attachment(
+        "Report domain: example.org",
+        "outlook.example!example.org!1793491200!1793577599.xml.gz",
+        "application/gzip",
+        &gzip(
+            ReportBuilder::new("Outlook.example", "tls-1", "example.org", 1_793_491_200)
+                .record("203.0.113.9", 4, "none", "pass", "fail")
+                .xml()
+                .as_bytes(),
+        ),
+    );
+    let tls = lettre::transport::smtp::client::TlsParameters::builder("mx.dmarc.example".to_owned())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .expect("TLS parameters");
+    let client = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(served.smtp.port())
+        .tls(lettre::transport::smtp::client::Tls::Required(tls))
+        .build();
+    let response =
+        client.send_raw(&envelope("dmarc@outlook.example", RUA), &message).await.expect("lettre delivers over TLS");
+    assert!(response.is_positive());
+    let origins: Vec<String> = inputs(&pool).await.into_iter().map(|(_, origin, _)| origin).collect();
+    assert_eq!(origins.len(), 2);
+    assert!(origins.iter().all(|origin| origin.ends_with(" tls")), "{origins:?}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn a_relay_attempt_is_refused_with_550(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let (transcript, code) =
+        Swaks::to(served.smtp).rcpt("someone@elsewhere.example").data(&sample("aggregate/fastmail.eml")).run();
+    assert_ne!(code, 0, "{transcript}");
+    assert!(transcript.contains("<** 550 5.1.1 <someone@elsewhere.example>"), "{transcript}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn an_oversize_message_is_refused_with_552_and_the_session_goes_on(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &["--smtp-max-message-bytes", "16K"]);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let big = dir.path().join("big.eml");
+    let filler = "x".repeat(70);
+    let body: String = (0..400).map(|n| format!("{n:05} {filler}\n")).collect();
+    std::fs::write(&big, format!("From: a@b.example\nSubject: big\n\n{body}")).expect("written");
+    let (transcript, code) = Swaks::to(served.smtp).data(&big).run();
+    assert_ne!(code, 0);
+    assert!(transcript.contains("552 5.3.4 Message too big"), "{transcript}");
+    assert!(transcript.contains("250-SIZE 16384") || transcript.contains("250 SIZE 16384"), "{transcript}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
+
+    // A client that declares the size is refused at MAIL already.
+    let mut client = RawClient::connect(served.smtp);
+    assert!(client.command("EHLO raw.client.example").starts_with("250 "));
+    assert!(client.command("MAIL FROM:<a@b.example> SIZE=99999").starts_with("552 5.3.4"));
+    assert!(client.command("MAIL FROM:<a@b.example> SIZE=999").starts_with("250 "));
+    assert!(client.command("QUIT").starts_with("221 "));
+
+    Swaks::to(served.smtp).data(&sample("aggregate/fastmail.eml")).delivered();
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 1);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn a_client_that_hangs_up_mid_data_leaves_nothing(pool: PgPool) {
+    let mut served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
+    let data = RawClient::message_data(&message);
+    let mut client = RawClient::connect(served.smtp);
+    client.start_data(RUA);
+    client.send(&data[..data.len() / 2]);
+    drop(client);
+    served.wait_for_log("client went away during DATA; nothing stored", Duration::from_secs(30));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn lmtp_answers_once_per_recipient_and_stores_once(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let (transcript, code) = Swaks::to(served.lmtp)
+        .rcpt(&format!("{RUA},rua@ruf.dmarc.example"))
+        .data(&sample("aggregate/forwarded.eml"))
+        .arg("--protocol")
+        .arg("LMTP")
+        .run();
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains(" -> LHLO "), "{transcript}");
+    assert_eq!(transcript.matches("<-  250 2.0.0 Stored as input 1").count(), 2, "{transcript}");
+    assert_eq!(inputs(&pool).await.iter().map(|(channel, ..)| channel.as_str()).collect::<Vec<_>>(), ["lmtp"]);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn the_database_going_away_mid_delivery_gives_451_and_the_retry_is_stored_once(pool: PgPool) {
+    let proxy = DatabaseProxy::start(&pool);
+    let dmarcpipe = Dmarcpipe::on(&pool).env("DATABASE_URL", &proxy.url(&pool));
+    let served = Served::start(&dmarcpipe, &[]);
+    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
+    let data = RawClient::message_data(&message);
+
+    let mut client = RawClient::connect(served.smtp);
+    client.start_data(RUA);
+    client.send(&data);
+    proxy.cut();
+    client.send(b".\r\n");
+    let reply = client.reply();
+    assert!(reply.starts_with("451 4.3.0 "), "{reply}");
+    assert!(client.command("QUIT").starts_with("221 "));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0, "nothing was acknowledged");
+
+    // The sending MTA retries once the database is back.
+    proxy.restore();
+    let transcript = Swaks::to(served.smtp).data(&sample("aggregate/google-zip-in-mail.eml")).delivered();
+    assert!(transcript.contains("Stored as input"), "{transcript}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 1);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+    assert_eq!(scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records").await, 389);
+    assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn sigterm_lets_a_message_in_data_finish_and_exits_0(pool: PgPool) {
+    let mut served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
+    let data = RawClient::message_data(&message);
+    let mut client = RawClient::connect(served.smtp);
+    client.start_data(RUA);
+    client.send(&data[..data.len() / 2]);
+    served.terminate();
+    served.wait_for_log("Shutting down", Duration::from_secs(30));
+    // No new sessions once shutdown began.
+    let refused = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(served.smtp).is_err()
+    });
+    assert!(refused, "the listener is closed");
+    client.send(&data[data.len() / 2..]);
+    client.send(b".\r\n");
+    let reply = client.reply();
+    assert!(reply.starts_with("250 2.0.0 Stored as input 1"), "{reply}");
+    client.send(b"NOOP\r\n");
+    assert!(client.rest().starts_with("421 4.3.2 "), "told to come back later");
+    assert!(served.wait(Duration::from_secs(60)).success());
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
+}
+
+#[sqlx::test]
+async fn a_200000_record_report_does_not_hold_up_a_small_one(pool: PgPool) {
+    let served = Served::start(&Dmarcpipe::on(&pool), &[]);
+    let big =
+        ReportBuilder::new("Big ESP", "big-1", "example.com", 1_793_491_200).random_records(200_000, &mut Rng(0x5eed));
+    let message = mail_with_attachment(
+        "Report domain: example.com Submitter: big-esp.example",
+        "big-esp!example.com!1793491200!1793577599.xml.gz",
+        "application/gzip",
+        &gzip(big.xml().as_bytes()),
+    );
+    let mut large = RawClient::connect(served.smtp);
+    large.start_data(RUA);
+    large.send(&RawClient::message_data(&message));
+    large.send(b".\r\n");
+
+    // While the large one is being stored, a small one on another connection goes through.
+    Swaks::to(served.smtp).data(&sample("aggregate/fastmail.eml")).delivered();
+    assert!(!large.has_reply_waiting(), "the small message was stored before the large one");
+    let reply = large.reply();
+    assert!(reply.starts_with("250 2.0.0 Stored as input") && reply.ends_with("200000 records"), "{reply}");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records WHERE report_id = 'big-1'").await, 200_000);
+    assert!(served.stop().success());
+}
