@@ -186,7 +186,7 @@ pub struct KeygenArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on for SMTP (`0.0.0.0:25`, `[::]:25`); repeatable.
-    #[arg(long, env = "DMARCPIPE_SMTP_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(long, visible_alias = "smtp", env = "DMARCPIPE_SMTP_LISTEN", value_name = "ADDR", value_delimiter = ',')]
     pub smtp_listen: Vec<String>,
 
     /// Address to listen on for LMTP, for an MTA that delivers to us; repeatable.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::smtp::{DatabaseProxy, RUA, RawClient, Served, Swaks};
-use common::{Dmarcpipe, Sealing, path, root, scalar};
+use common::{Dmarcpipe, Sealing, code, path, root, scalar};
 use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, base64, gzip, mail_with_attachment};
 use lettre::AsyncTransport;
 use sqlx::PgPool;
@@ -198,13 +198,18 @@ async fn starttls_with_a_self_signed_certificate(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn a_relay_attempt_is_refused_with_550(pool: PgPool) {
+async fn a_relay_attempt_is_refused_with_550_and_ordinary_mail_is_recorded_as_not_report(pool: PgPool) {
     let served = Served::start(&Dmarcpipe::on(&pool), &[]);
     let (transcript, code) =
         Swaks::to(served.smtp).rcpt("someone@elsewhere.example").data(&sample("aggregate/fastmail.eml")).run();
     assert_ne!(code, 0, "{transcript}");
     assert!(transcript.contains("<** 550 5.1.1 <someone@elsewhere.example>"), "{transcript}");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
+
+    // Mail to the report address that is no report (an HTML preview, a newsletter) is taken.
+    let transcript = Swaks::to(served.smtp).data(&sample("aggregate/not-reports/human-reply.eml")).delivered();
+    assert!(transcript.contains("<-  250 2.0.0 Not a DMARC report; recorded as input 1"), "{transcript}");
+    assert_eq!(inputs(&pool).await[0].2, "not_report");
     assert!(served.stop().success());
 }
 
@@ -251,7 +256,7 @@ async fn a_client_that_hangs_up_mid_data_leaves_nothing(pool: PgPool) {
 #[sqlx::test]
 async fn lmtp_answers_once_per_recipient_and_stores_once(pool: PgPool) {
     let served = Served::start(&Dmarcpipe::on(&pool), &[]);
-    let (transcript, code) = Swaks::to(served.lmtp)
+    let (transcript, code) = Swaks::to(served.lmtp.expect("an LMTP listener"))
         .rcpt(&format!("{RUA},rua@ruf.dmarc.example"))
         .data(&sample("aggregate/forwarded.eml"))
         .arg("--protocol")
@@ -341,4 +346,83 @@ async fn a_200000_record_report_does_not_hold_up_a_small_one(pool: PgPool) {
     assert!(reply.starts_with("250 2.0.0 Stored as input") && reply.ends_with("200000 records"), "{reply}");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records WHERE report_id = 'big-1'").await, 200_000);
     assert!(served.stop().success());
+}
+
+#[sqlx::test]
+async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPool) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("dmarcpipe.toml");
+    std::fs::write(
+        &config,
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"mx.config.example\"\n\
+         recipients = [\"rua@config.example\"]\nmax_sessions_per_ip = 2\n",
+    )
+    .expect("written");
+    let served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    assert!(served.lmtp.is_none());
+    let first = RawClient::connect(served.smtp);
+    let second = RawClient::connect(served.smtp);
+    // A third session from the same address is turned away with a code that says "later".
+    let mut third = std::net::TcpStream::connect(served.smtp).expect("connects");
+    let mut refusal = String::new();
+    std::io::Read::read_to_string(&mut third, &mut refusal).expect("readable");
+    assert!(refusal.starts_with("421 4.3.2 Too many connections"), "{refusal}");
+    for client in [first, second] {
+        let mut client = client;
+        assert!(client.command("QUIT").starts_with("221 "));
+        client.rest();
+    }
+
+    // Once they are gone (the server notices at its own pace), a new session is welcome, and
+    // only the configured address is.
+    let mut client = (0..500)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            RawClient::try_connect(served.smtp).ok()
+        })
+        .expect("a session once the others ended");
+    assert!(client.greeting.starts_with("220 mx.config.example ESMTP"), "{}", client.greeting);
+    assert!(client.command("EHLO raw.client.example").starts_with("250 "));
+    assert!(client.command("MAIL FROM:<dmarc@fastmail.example>").starts_with("250 "));
+    assert!(client.command(&format!("RCPT TO:<{RUA}>")).starts_with("550 5.1.1 "));
+    assert!(client.command("RCPT TO:<rua@config.example>").starts_with("250 "));
+    assert!(client.command("DATA").starts_with("354 "));
+    let message = std::fs::read(sample("aggregate/fastmail.eml")).expect("the sample");
+    client.send(&RawClient::message_data(&message));
+    let reply = client.command(".");
+    assert!(reply.starts_with("250 2.0.0 Stored as input 1"), "{reply}");
+    assert!(served.stop().success());
+}
+
+#[test]
+fn serve_refuses_a_setup_it_cannot_run_and_says_why() {
+    let dmarcpipe = Dmarcpipe::without_database();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--smtp-listen", "127.0.0.1:0"], "no recipient address or domain configured"),
+        (&["--smtp-recipient", RUA], "nowhere to listen: pass --smtp-listen ADDR"),
+        (&["--smtp-listen", "127.0.0.1:0", "--smtp-recipient", "reports"], "`reports` is neither an address"),
+        (
+            &["--smtp-listen", "127.0.0.1:0", "--smtp-recipient", RUA, "--tls-certificate", "/nonexistent/cert.pem"],
+            "STARTTLS needs both a certificate and a key",
+        ),
+        (
+            &[
+                "--smtp-listen",
+                "127.0.0.1:0",
+                "--smtp-recipient",
+                RUA,
+                "--tls-certificate",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            "cannot set up STARTTLS: /nonexistent/cert.pem:",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = dmarcpipe.run(&[&["serve"], args].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(code(&output), 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: `{expected}` in {stderr}");
+    }
 }

@@ -85,10 +85,14 @@ fn deliver(server: SocketAddr, data: &[u8], client: usize) -> Result<String> {
     Ok(done)
 }
 
-/// `dmarcpipe serve` on a loopback port; returns the child and its SMTP address.
-fn start_server(binary: &Path, url: &str) -> Result<(Child, SocketAddr)> {
+/// `dmarcpipe serve` on a loopback port; returns the child and its SMTP address. Every client
+/// comes from 127.0.0.1 here, so the per-address session cap is raised to the client count.
+fn start_server(binary: &Path, url: &str, clients: usize) -> Result<(Child, SocketAddr)> {
+    let config = std::env::temp_dir().join(format!("dmarcpipe-bench-smtp-{}.toml", std::process::id()));
+    std::fs::write(&config, format!("[smtp]\nmax_sessions = {0}\nmax_sessions_per_ip = {0}\n", clients.max(100)))?;
     let mut child = Command::new(binary)
         .env("DATABASE_URL", url)
+        .env("DMARCPIPE_CONFIG", &config)
         .env("RUST_LOG", "info,sqlx=warn")
         .args(["serve", "--smtp-listen", "127.0.0.1:0", "--smtp-recipient", RECIPIENT, "--hostname", "bench.example"])
         .stdin(Stdio::null())
@@ -111,7 +115,9 @@ fn start_server(binary: &Path, url: &str) -> Result<(Child, SocketAddr)> {
             }
         }
     });
-    let address = address.recv_timeout(Duration::from_secs(60)).context("the server did not start")?;
+    let address = address.recv_timeout(Duration::from_secs(60)).context("the server did not start");
+    let _ = std::fs::remove_file(&config);
+    let address = address?;
     Ok((child, address.parse()?))
 }
 
@@ -130,7 +136,7 @@ pub fn run(binary: &Path, count: usize, clients: usize) -> Result<()> {
     let (admin, database, url) = create_database(binary, "smtp")?;
     let result = (|| -> Result<()> {
         let messages: Arc<Vec<Vec<u8>>> = Arc::new(messages(count).iter().map(|m| data_of(m)).collect());
-        let (mut server, address) = start_server(binary, &url)?;
+        let (mut server, address) = start_server(binary, &url, clients)?;
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let workers: Vec<_> = (0..clients)

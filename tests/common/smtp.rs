@@ -23,12 +23,13 @@ pub const RUF_DOMAIN: &str = "@ruf.dmarc.example";
 pub struct Served {
     child: Child,
     pub smtp: SocketAddr,
-    pub lmtp: SocketAddr,
+    pub lmtp: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
-    /// Starts the server with `extra` flags and waits until it is ready.
+    /// Starts the server on loopback ports for the test recipients, with `extra` flags, and
+    /// waits until it is ready.
     pub fn start(dmarcpipe: &Dmarcpipe, extra: &[&str]) -> Served {
         let mut args = vec![
             "serve",
@@ -44,8 +45,13 @@ impl Served {
             "mx.dmarc.example",
         ];
         args.extend_from_slice(extra);
+        Served::start_with(dmarcpipe, &args)
+    }
+
+    /// Runs `dmarcpipe` with exactly these arguments and waits until the server is ready.
+    pub fn start_with(dmarcpipe: &Dmarcpipe, args: &[&str]) -> Served {
         let mut child = dmarcpipe
-            .command(&args)
+            .command(args)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -61,21 +67,18 @@ impl Served {
                 lines.lock().expect("not poisoned").push(line);
             }
         });
-        let mut served = Served { child, smtp: unbound(), lmtp: unbound(), log };
+        let mut served = Served { child, smtp: unbound(), lmtp: None, log };
         served.wait_for_log("dmarcpipe serve is ready", Duration::from_secs(60));
-        served.smtp = served.listening_on("(smtp)");
+        served.smtp = served.listening_on("(smtp)").expect("an SMTP listener");
         served.lmtp = served.listening_on("(lmtp)");
         served
     }
 
-    fn listening_on(&self, protocol: &str) -> SocketAddr {
+    fn listening_on(&self, protocol: &str) -> Option<SocketAddr> {
         let log = self.log();
-        let line = log
-            .iter()
-            .find(|line| line.contains("listening on ") && line.ends_with(protocol))
-            .unwrap_or_else(|| panic!("no `listening on` line for {protocol}: {log:#?}"));
+        let line = log.iter().find(|line| line.contains("listening on ") && line.ends_with(protocol))?;
         let address = line.split("listening on ").nth(1).and_then(|rest| rest.split(' ').next()).expect("an address");
-        address.parse().expect("a socket address")
+        Some(address.parse().expect("a socket address"))
     }
 
     /// Every line logged so far.
@@ -210,18 +213,23 @@ impl Swaks {
 pub struct RawClient {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
+    pub greeting: String,
 }
 
 impl RawClient {
-    /// Connects and reads the greeting.
+    /// Connects and reads the greeting, which must be `220`.
     pub fn connect(server: SocketAddr) -> RawClient {
+        RawClient::try_connect(server).unwrap_or_else(|greeting| panic!("greeted with {greeting}"))
+    }
+
+    /// Connects; the client if greeted with `220`, else the greeting.
+    pub fn try_connect(server: SocketAddr) -> Result<RawClient, String> {
         let stream = TcpStream::connect(server).expect("the server accepts");
         stream.set_read_timeout(Some(Duration::from_secs(120))).expect("a timeout");
         let reader = BufReader::new(stream.try_clone().expect("a clone"));
-        let mut client = RawClient { stream, reader };
-        let greeting = client.reply();
-        assert!(greeting.starts_with("220 "), "{greeting}");
-        client
+        let mut client = RawClient { stream, reader, greeting: String::new() };
+        client.greeting = client.reply();
+        if client.greeting.starts_with("220 ") { Ok(client) } else { Err(client.greeting) }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -233,7 +241,9 @@ impl RawClient {
         loop {
             let mut line = String::new();
             let read = self.reader.read_line(&mut line).expect("a reply");
-            assert!(read > 0, "the server closed the connection");
+            if read == 0 {
+                return "(the server closed the connection)".to_owned();
+            }
             if line.as_bytes().get(3) != Some(&b'-') {
                 return line.trim_end().to_owned();
             }

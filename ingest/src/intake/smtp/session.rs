@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::{DataReceiver, MAX_LINE_LENGTH, RequestReceiver};
 use smtp_proto::{Error as ProtocolError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -62,6 +62,8 @@ pub(super) struct Session<'a, D> {
     out: Vec<u8>,
     /// Bytes received and not yet handled.
     pending: Vec<u8>,
+    /// The rest of an overlong command line is being thrown away.
+    skipping_long_line: bool,
 }
 
 impl<'a, D: Deliver> Session<'a, D> {
@@ -87,6 +89,7 @@ impl<'a, D: Deliver> Session<'a, D> {
             errors: 0,
             out: Vec::new(),
             pending: Vec::new(),
+            skipping_long_line: false,
         }
     }
 
@@ -103,28 +106,36 @@ impl<'a, D: Deliver> Session<'a, D> {
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             let pending = std::mem::take(&mut self.pending);
-            let mut bytes = pending.iter();
+            let mut consumed = 0;
             let mut step = Step::Continue;
-            loop {
-                let request = match requests.ingest(&mut bytes) {
-                    Ok(request) => request.into_owned(),
-                    Err(ProtocolError::NeedsMoreData { .. }) => break,
-                    Err(err) => {
-                        self.protocol_error(err);
-                        if self.errors >= self.settings.max_errors {
-                            self.reply(421, "4.7.0", "Too many errors, closing the connection");
-                            step = Step::Close;
-                            break;
-                        }
-                        continue;
+            // Commands are framed into lines here, so that no line longer than the cap is
+            // buffered or parsed, whether it arrives in one read or in many.
+            while matches!(step, Step::Continue) {
+                let unread = &pending[consumed..];
+                let Some(end) = memchr::memchr(b'\n', unread) else {
+                    if unread.len() > MAX_LINE_LENGTH {
+                        consumed = pending.len();
+                        self.skipping_long_line = true;
+                        step = self.refuse(ProtocolError::ResponseTooLong);
                     }
-                };
-                step = self.command(request);
-                if !matches!(step, Step::Continue) {
                     break;
+                };
+                let line = &unread[..=end];
+                consumed += end + 1;
+                if std::mem::take(&mut self.skipping_long_line) {
+                    continue; // the end of a line already refused
                 }
+                if line.len() > MAX_LINE_LENGTH {
+                    step = self.refuse(ProtocolError::ResponseTooLong);
+                    continue;
+                }
+                step = match requests.ingest(&mut line.iter()) {
+                    Ok(request) => self.command(request.into_owned()),
+                    Err(ProtocolError::NeedsMoreData { .. }) => Step::Continue,
+                    Err(err) => self.refuse(err),
+                };
             }
-            let rest = bytes.as_slice().to_vec();
+            let rest = pending[consumed..].to_vec();
             match step {
                 Step::Continue => {}
                 Step::Close => {
@@ -358,10 +369,18 @@ impl<'a, D: Deliver> Session<'a, D> {
         }
     }
 
+    /// Sends the buffered replies. A client that does not read them (its window stays full)
+    /// is given the command timeout, then dropped.
     async fn flush<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            stream.write_all(&self.out).await?;
-            stream.flush().await?;
+            let write = async {
+                stream.write_all(&self.out).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(self.settings.command_timeout, write).await {
+                Ok(written) => written?,
+                Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read")),
+            }
             self.out.clear();
         }
         Ok(())
@@ -393,6 +412,16 @@ impl<'a, D: Deliver> Session<'a, D> {
             let separator = if index == last { ' ' } else { '-' };
             self.out.extend_from_slice(format!("250{separator}{line}\r\n").as_bytes());
         }
+    }
+
+    /// Replies to a command that could not be parsed; closes the session after too many.
+    fn refuse(&mut self, err: ProtocolError) -> Step {
+        self.protocol_error(err);
+        if self.errors >= self.settings.max_errors {
+            self.reply(421, "4.7.0", "Too many errors, closing the connection");
+            return Step::Close;
+        }
+        Step::Continue
     }
 
     fn protocol_error(&mut self, err: ProtocolError) {
@@ -582,6 +611,31 @@ mod tests {
             "{replies:?}"
         );
         assert!(recorder.bodies().is_empty(), "nothing too big is delivered");
+    }
+
+    #[tokio::test]
+    async fn long_lines_and_too_many_recipients_are_refused() {
+        let mut settings = settings();
+        settings.max_recipients = 2;
+        settings.recipients = Recipients::parse(&["@dmarc.example"]).expect("recipients");
+        let recorder = Recorder::accepting();
+        let long = format!("NOOP {}\r\n", "x".repeat(10_000));
+        let (first_half, second_half) = (format!("NOOP {}", "y".repeat(3000)), format!("{}\r\n", "y".repeat(3000)));
+        let script = [
+            "EHLO c\r\n",
+            &long,
+            &first_half,
+            &second_half,
+            "MAIL FROM:<a@b.example>\r\n",
+            "RCPT TO:<one@dmarc.example>\r\nRCPT TO:<two@dmarc.example>\r\nRCPT TO:<three@dmarc.example>\r\n",
+            "QUIT\r\n",
+        ];
+        let (replies, _) = converse(&settings, &recorder, Protocol::Smtp, &script, false).await;
+        let codes = codes(&replies);
+        assert_eq!(codes.first(), Some(&"220"));
+        let refused = replies.iter().filter(|line| line.starts_with("500 5.5.2 Line too long")).count();
+        assert_eq!(refused, 2, "in one piece or in two: {replies:?}");
+        assert_eq!(codes[codes.len() - 5..], ["250", "250", "250", "452", "221"], "{replies:?}");
     }
 
     #[tokio::test]
