@@ -94,6 +94,9 @@ impl Summary {
 /// Files up to this size are read by the walker thread, so the workers only parse them.
 const SMALL_FILE: u64 = 64 * 1024;
 
+/// Most inputs handed to one task (and, when small, stored in one statement).
+const BATCH: usize = 32;
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 3
 }
@@ -110,7 +113,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let started = Instant::now();
     let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal(), started);
 
-    let (sender, mut receiver) = mpsc::channel::<Result<Envelope, WalkError>>(jobs * 4);
+    let (sender, mut receiver) = mpsc::channel::<Result<Envelope, WalkError>>(jobs * BATCH);
     let paths = args.paths.clone();
     let excluded = args.exclude.clone();
     let max_message_bytes = limits.max_message_bytes;
@@ -126,15 +129,19 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let slots = Arc::new(Semaphore::new(jobs));
     let mut running = JoinSet::new();
     let mut fatal: Option<StoreError> = None;
-    while let Some(item) = receiver.recv().await {
-        let envelope = match item {
-            Ok(envelope) => envelope,
-            Err(err) => {
-                progress.line(&format!("unreadable: {err}"));
-                lock(&summary).unreadable += 1;
-                continue;
+    let mut received = Vec::with_capacity(BATCH);
+    // Whatever the walker has ready, up to a batch, goes to one task (see Store::ingest_many).
+    while receiver.recv_many(&mut received, BATCH).await > 0 {
+        let mut envelopes = Vec::with_capacity(received.len());
+        for item in received.drain(..) {
+            match item {
+                Ok(envelope) => envelopes.push(envelope),
+                Err(err) => {
+                    progress.line(&format!("unreadable: {err}"));
+                    lock(&summary).unreadable += 1;
+                }
             }
-        };
+        }
         // Finished tasks may have hit a fatal error: stop taking new work then.
         while let Some(done) = running.try_join_next() {
             if let Ok(Err(err)) = done {
@@ -142,40 +149,24 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
             }
         }
         if fatal.is_some() {
-            lock(&summary).failed += 1;
+            lock(&summary).failed += envelopes.len() as u64;
+            continue;
+        }
+        if envelopes.is_empty() {
             continue;
         }
         let Ok(slot) = slots.clone().acquire_owned().await else { break };
         let (store, limits, summary, progress) = (store.clone(), limits.clone(), summary.clone(), progress.clone());
         running.spawn(async move {
             let _slot = slot;
-            let origin = envelope.origin.to_string();
-            match store.ingest(envelope, &limits).await {
-                Ok(result) => {
-                    let snapshot = {
-                        let mut summary = lock(&summary);
-                        summary.add(&result);
-                        summary.clone()
-                    };
-                    if result.outcome == Outcome::Rejected {
-                        let why = result.error.as_deref().unwrap_or("rejected");
-                        progress.line(&format!("rejected: {origin}: {why} (input {})", result.input));
-                    }
-                    progress.update(&snapshot);
-                    Ok(())
-                }
-                Err(err) if err.is_transient() => {
-                    lock(&summary).failed += 1;
-                    Err(err)
-                }
-                Err(err) => {
-                    // The database refused this input for a reason of its own: report it and
-                    // go on with the others (nothing of it was committed).
-                    progress.line(&format!("not imported: {origin}: {err}"));
-                    lock(&summary).failed += 1;
-                    Ok(())
+            let origins: Vec<String> = envelopes.iter().map(|envelope| envelope.origin.to_string()).collect();
+            let mut outcome = Ok(());
+            for (origin, result) in origins.iter().zip(store.ingest_many(envelopes, &limits).await) {
+                if let Err(err) = account(result, origin, &summary, &progress) {
+                    outcome = Err(err);
                 }
             }
+            outcome
         });
     }
     while let Some(done) = running.join_next().await {
@@ -218,6 +209,42 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         return Ok(exit::FATAL);
     }
     Ok(summary.exit_code())
+}
+
+/// Counts what became of one input and names it when it was rejected or not imported. A
+/// transient database error comes back: the import stops taking new work.
+fn account(
+    result: Result<InputResult, StoreError>,
+    origin: &str,
+    summary: &Mutex<Summary>,
+    progress: &Progress,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(result) => {
+            let snapshot = {
+                let mut summary = lock(summary);
+                summary.add(&result);
+                summary.clone()
+            };
+            if result.outcome == Outcome::Rejected {
+                let why = result.error.as_deref().unwrap_or("rejected");
+                progress.line(&format!("rejected: {origin}: {why} (input {})", result.input));
+            }
+            progress.update(&snapshot);
+            Ok(())
+        }
+        Err(err) if err.is_transient() => {
+            lock(summary).failed += 1;
+            Err(err)
+        }
+        Err(err) => {
+            // The database refused this input for a reason of its own: report it and go on
+            // with the others (nothing of it was committed).
+            progress.line(&format!("not imported: {origin}: {err}"));
+            lock(summary).failed += 1;
+            Ok(())
+        }
+    }
 }
 
 /// One message on stdin, as an MTA `pipe` delivers it.

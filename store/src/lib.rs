@@ -172,18 +172,86 @@ impl Store {
     /// everything is committed; an error means nothing was (and the source must retry,
     /// see [`StoreError::is_transient`]).
     pub async fn ingest(&self, envelope: Envelope, limits: &Limits) -> Result<InputResult, StoreError> {
+        let prepared = self.prepare_anywhere(envelope, limits).await?;
+        self.store_prepared(prepared).await
+    }
+
+    /// Stores several inputs, each as [`Store::ingest`] would, with one result per input in
+    /// the order given. Small inputs complete in memory go to the database together, in one
+    /// statement and one transaction (for `import`, whose files are mostly a few KiB: the
+    /// database then starts its statements once per batch rather than once per input). Should
+    /// that fail, they are stored one by one, so that an error belongs to its own input.
+    pub async fn ingest_many(&self, envelopes: Vec<Envelope>, limits: &Limits) -> Vec<Result<InputResult, StoreError>> {
+        let mut prepared = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            prepared.push(self.prepare_anywhere(envelope, limits).await);
+        }
+        // Inputs with the same bytes must meet in separate statements (the second is a
+        // duplicate of the first); rejected inputs keep their bytes and go one by one.
+        let mut digests = HashSet::new();
+        let mut together = Vec::new();
+        let mut alone = Vec::new();
+        for (position, item) in prepared.into_iter().enumerate() {
+            match item {
+                Ok(Prepared::Small(small))
+                    if !small.2.needs_transaction()
+                        && small.2.row().outcome != Outcome::Rejected
+                        && digests.insert(small.1.fingerprint.sha256) =>
+                {
+                    together.push((position, small));
+                }
+                other => alone.push((position, other)),
+            }
+        }
+        let mut results: Vec<Option<Result<InputResult, StoreError>>> = Vec::new();
+        results.resize_with(together.len() + alone.len(), || None);
+        if together.len() > 1 {
+            let items: Vec<&(Envelope, Provenance, Findings, Limits)> =
+                together.iter().map(|(_, small)| &**small).collect();
+            match pipeline::store_small_batch(self, &items).await {
+                Ok(stored) => {
+                    for ((position, _), result) in together.drain(..).zip(stored) {
+                        results[position] = Some(Ok(result));
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, inputs = together.len(), "batch not stored; storing its inputs one by one")
+                }
+            }
+        }
+        for (position, small) in together {
+            alone.push((position, Ok(Prepared::Small(small))));
+        }
+        for (position, item) in alone {
+            results[position] = Some(match item {
+                Ok(prepared) => self.store_prepared(prepared).await,
+                Err(err) => Err(err),
+            });
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(StoreError::Task("input not handled".into()))))
+            .collect()
+    }
+
+    /// Reads, hashes and parses an input: small ones on this task, others on a blocking
+    /// thread (where large inputs are also written, as they are read).
+    async fn prepare_anywhere(&self, envelope: Envelope, limits: &Limits) -> Result<Prepared, StoreError> {
         let inline = matches!(&envelope.payload, Payload::Bytes(bytes) if bytes.len() as u64 <= INLINE_INPUT);
-        let prepared = if inline {
+        if inline {
             // A few KiB parse in less time than handing them to another thread takes.
-            self.prepare(envelope, limits.clone(), None)?
-        } else {
-            let store = self.clone();
-            let limits = limits.clone();
-            let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || store.prepare(envelope, limits, Some(&handle)))
-                .await
-                .map_err(|err| StoreError::Task(err.to_string()))??
-        };
+            return self.prepare(envelope, limits.clone(), None);
+        }
+        let store = self.clone();
+        let limits = limits.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || store.prepare(envelope, limits, Some(&handle)))
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))?
+    }
+
+    /// Writes what [`Store::prepare`] found.
+    async fn store_prepared(&self, prepared: Prepared) -> Result<InputResult, StoreError> {
         match prepared {
             Prepared::Done(result) => Ok(result),
             Prepared::Small(small) if small.2.needs_transaction() => {

@@ -6,6 +6,8 @@
 //!   hashed and parsed on a blocking thread without touching the database, then stored in a
 //!   single round trip by `dmarcpipe_store_input` (which also recognises byte-identical inputs
 //!   by SHA-256 and reports already stored by natural key): one statement, one transaction.
+//!   Several of them may go together through [`store_small_batch`] (`dmarcpipe_store_inputs`,
+//!   for `import`): one statement and one transaction for the batch.
 //! - **Large inputs** are first looked up by SHA-256 (no point reading 600 MB again), then
 //!   unpacked on a blocking thread that drives its own connection with `Handle::block_on`: a
 //!   report that outgrows [`STREAM_THRESHOLD`] records is streamed through `COPY` while it is
@@ -382,6 +384,28 @@ pub(crate) async fn store_small(
     )
     .await?;
     Ok(InputResult::from_row(input, &stored))
+}
+
+/// Several small inputs, complete in memory, none rejected and none with failure reports, in
+/// one statement and one transaction ([`aggregate::store_batch`]). Their digests must differ.
+pub(crate) async fn store_small_batch(
+    store: &Store,
+    items: &[&(Envelope, Provenance, Findings, Limits)],
+) -> Result<Vec<InputResult>, StoreError> {
+    let starts: Vec<DateTime<Utc>> =
+        items.iter().flat_map(|(_, _, findings, _)| findings.pending.iter().map(|r| r.header.date_begin)).collect();
+    store.ensure_partitions(starts).await?;
+    let inputs: Vec<aggregate::BatchInput<'_>> = items
+        .iter()
+        .map(|(_, provenance, findings, _)| aggregate::BatchInput {
+            provenance,
+            row: findings.row(),
+            reports: &findings.pending,
+        })
+        .collect();
+    let mut conn = store.pool().acquire().await?;
+    let stored = aggregate::store_batch(&mut conn, &inputs).await?;
+    Ok(stored.iter().map(|(input, row)| InputResult::from_row(*input, row)).collect())
 }
 
 /// The large route: writes as it reads, on a blocking thread, with its own connection.

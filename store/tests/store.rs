@@ -324,3 +324,105 @@ async fn an_unreachable_database_is_a_transient_error() {
     assert!(err.is_transient(), "{err}");
     assert!(matches!(err, StoreError::Database(_)));
 }
+
+/// The same report id, domain and period as `report(serial)`: the natural key of a report.
+fn numbered(serial: u32, records: u32) -> Vec<u8> {
+    let mut report = ReportBuilder::new("Batch Example", &format!("batch-{serial}"), "example.com", NOV_2);
+    for n in 0..records {
+        report = report.record(&format!("192.0.2.{}", n + 1), u64::from(n) + 1, "none", "pass", "fail");
+    }
+    report.xml().into_bytes()
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_batch_stores_what_one_by_one_would(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let earlier = numbered(0, 1);
+    let before = ingest(&store, bytes("earlier.xml", earlier.clone())).await;
+    let (r1, r2, r3, r4) = (numbered(1, 2), numbered(2, 3), numbered(3, 4), numbered(4, 1));
+    let read = |path: &str| std::fs::read(sample(path)).expect("a sample");
+    let envelopes = vec![
+        bytes("a.xml", r1.clone()),                               // 0 stored
+        bytes("b.xml.gz", gzip(&r2)),                             // 1 stored
+        bytes("earlier-again.xml", earlier),                      // 2 same bytes as before the batch
+        bytes("c.zip", zip(&[("r3.xml", &r3), ("r1.xml", &r1)])), // 3 r3 new, r1 also in 0
+        bytes(
+            "d.eml", // 4 r2 again: a duplicate of 1
+            mail_with_attachment("Report Domain: example.com", "r2.xml.gz", "application/gzip", &gzip(&r2)),
+        ),
+        bytes("human.eml", read("not-reports/human-reply.eml")), // 5 not a report
+        bytes("broken.xml", read("rejected/missing-report-id.xml")), // 6 rejected, stored alone
+        bytes("a-again.xml", r1.clone()),                        // 7 same bytes as 0
+        bytes("twice.zip", zip(&[("one.xml", &r4), ("two.xml", &r4)])), // 8 the same report twice
+    ];
+    let results: Vec<InputResult> = store
+        .ingest_many(envelopes, &Limits::default())
+        .await
+        .into_iter()
+        .map(|result| result.expect("the database takes every input"))
+        .collect();
+    let summary: Vec<(Outcome, u32, u32, u64)> =
+        results.iter().map(|r| (r.outcome, r.reports_stored, r.reports_duplicate, r.records)).collect();
+    assert_eq!(
+        summary,
+        [
+            (Outcome::Stored, 1, 0, 2),
+            (Outcome::Stored, 1, 0, 3),
+            (Outcome::Duplicate, 0, 0, 0),
+            (Outcome::Stored, 1, 1, 4),
+            (Outcome::Duplicate, 0, 1, 0),
+            (Outcome::NotReport, 0, 0, 0),
+            (Outcome::Rejected, 0, 0, 0),
+            (Outcome::Duplicate, 0, 0, 0),
+            (Outcome::Stored, 1, 1, 1),
+        ]
+    );
+    let links: Vec<Option<i64>> = results.iter().map(|r| r.duplicate_of).collect();
+    let id = |n: usize| Some(results[n].input);
+    assert_eq!(links, [None, None, Some(before.input), None, id(1), None, None, id(0), None]);
+
+    // The rows say the same as the results, and every report and record is there once.
+    let rows: Vec<(String, i32, i32, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT outcome, reports_stored, reports_duplicate, records, duplicate_of FROM dmarc_inputs \
+         WHERE id = ANY($1) ORDER BY array_position($1, id)",
+    )
+    .bind(results.iter().map(|r| r.input).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await
+    .expect("the input rows");
+    let expected: Vec<(String, i32, i32, i64, Option<i64>)> = results
+        .iter()
+        .map(|r| {
+            let (stored, duplicate) = (r.reports_stored as i32, r.reports_duplicate as i32);
+            (r.outcome.as_str().to_owned(), stored, duplicate, r.records as i64, r.duplicate_of)
+        })
+        .collect();
+    assert_eq!(rows, expected);
+    // All but the rejected input and the second copy of a.xml went in one transaction.
+    let together: Vec<i64> = [0, 1, 2, 3, 4, 5, 8].iter().map(|&n| results[n].input).collect();
+    let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM inputs WHERE id = ANY($1)")
+        .bind(&together)
+        .fetch_one(&pool)
+        .await
+        .expect("the transactions");
+    assert_eq!(transactions, 1, "one statement for the batch");
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 5);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 1 + 2 + 3 + 4 + 1);
+    let owners: Vec<(String, i64)> =
+        sqlx::query_as("SELECT report_id, input FROM dmarc_reports WHERE report_id <> 'batch-0' ORDER BY report_id")
+            .fetch_all(&pool)
+            .await
+            .expect("the reports");
+    let owner = |n: usize| results[n].input;
+    assert_eq!(
+        owners,
+        [
+            ("batch-1".to_owned(), owner(0)),
+            ("batch-2".to_owned(), owner(1)),
+            ("batch-3".to_owned(), owner(3)),
+            ("batch-4".to_owned(), owner(8))
+        ]
+    );
+    store.refresh_rollups().await.expect("rollups");
+    assert_rollups_match_records(&pool).await;
+}
