@@ -19,8 +19,8 @@ pub(crate) const RECORDS_COPY: &str = "COPY aggregate_records (report, record_no
 
 /// Inserts the report row unless a report with the same natural key exists; returns the new
 /// id, or `None` for a duplicate. `summary` is absent for a report still being streamed (its
-/// totals are written by [`complete_streamed_report`], which also writes its rollup rows);
-/// a complete report is queued for the rollup refresh.
+/// totals are written by [`complete_streamed_report`]). The caller writes the report's rollup
+/// rows (it is not queued for the refresh).
 pub(crate) async fn insert_report(
     conn: &mut PgConnection,
     input: i64,
@@ -40,8 +40,6 @@ pub(crate) async fn insert_report(
                  $21, $22, $23, $24, $25, $26, $27) \
              ON CONFLICT ON CONSTRAINT aggregate_reports_natural_key DO NOTHING \
              RETURNING id \
-         ), queued AS ( \
-             INSERT INTO aggregate_rollup_queue (report) SELECT id FROM inserted WHERE $28 \
          ) \
          SELECT id FROM inserted",
     )
@@ -72,7 +70,6 @@ pub(crate) async fn insert_report(
     .bind(summary.map_or(0, |s| s.message_count))
     .bind(warnings)
     .bind(received_at)
-    .bind(summary.is_some())
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id)

@@ -36,7 +36,7 @@ use crate::aggregate::{self, RECORDS_COPY};
 use crate::error::StoreError;
 use crate::forensic::{self, SealedReport};
 use crate::inputs::{self, InputRow, Outcome, Provenance};
-use crate::rollup::RollupSums;
+use crate::rollup::{DAILY_COPY, RollupSums, SOURCES_COPY};
 use crate::seal::Sealer;
 
 /// Inputs up to this size take the one-round-trip route...
@@ -569,6 +569,9 @@ impl<'a> Ingest<'a> {
         let handle = self.handle;
         let received_at = self.envelope.received_at;
         let mut copy_data = Vec::new();
+        // Their rollup rows are summed here, as those of streamed reports are: the refresh
+        // would read every record back.
+        let (mut daily, mut sources) = (Vec::new(), Vec::new());
         for report in std::mem::take(&mut self.findings.pending) {
             self.findings.tally.reports_seen += 1;
             let inserted = handle.block_on(aggregate::insert_report(
@@ -581,9 +584,13 @@ impl<'a> Ingest<'a> {
             match inserted {
                 Some(id) => {
                     let date_begin = aggregate::timestamp_text(report.header.date_begin);
+                    let mut sums = RollupSums::new(&report.header);
                     for (index, record) in report.records.iter().enumerate() {
                         aggregate::encode_record(&mut copy_data, id, index as u64 + 1, &date_begin, record);
+                        sums.add(record);
                     }
+                    daily.extend_from_slice(&sums.daily_rows());
+                    sources.extend_from_slice(&sums.source_rows());
                     let tally = &mut self.findings.tally;
                     tally.reports_stored += 1;
                     tally.records += report.summary.record_count;
@@ -593,15 +600,17 @@ impl<'a> Ingest<'a> {
             }
         }
         self.findings.pending_records = 0;
-        if !copy_data.is_empty() {
-            let conn = &mut *self.conn;
-            handle.block_on(async {
-                let mut copy = conn.copy_in_raw(RECORDS_COPY).await?;
-                copy.send(copy_data).await?;
-                copy.finish().await?;
-                Ok::<_, sqlx::Error>(())
-            })?;
-        }
+        let conn = &mut *self.conn;
+        handle.block_on(async {
+            for (statement, rows) in [(RECORDS_COPY, copy_data), (DAILY_COPY, daily), (SOURCES_COPY, sources)] {
+                if !rows.is_empty() {
+                    let mut copy = conn.copy_in_raw(statement).await?;
+                    copy.send(rows).await?;
+                    copy.finish().await?;
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        })?;
         Ok(())
     }
 
