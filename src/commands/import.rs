@@ -152,22 +152,26 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
             lock(&summary).failed += envelopes.len() as u64;
             continue;
         }
-        if envelopes.is_empty() {
-            continue;
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else { break };
-        let (store, limits, summary, progress) = (store.clone(), limits.clone(), summary.clone(), progress.clone());
-        running.spawn(async move {
-            let _slot = slot;
-            let origins: Vec<String> = envelopes.iter().map(|envelope| envelope.origin.to_string()).collect();
-            let mut outcome = Ok(());
-            for (origin, result) in origins.iter().zip(store.ingest_many(envelopes, &limits).await) {
-                if let Err(err) = account(result, origin, &summary, &progress) {
-                    outcome = Err(err);
+        // Files read into memory go together; each larger one gets a task of its own, so
+        // that they are parsed in parallel.
+        let (in_memory, on_disk): (Vec<Envelope>, Vec<Envelope>) =
+            envelopes.into_iter().partition(|envelope| matches!(envelope.payload, Payload::Bytes(_)));
+        let groups = std::iter::once(in_memory).chain(on_disk.into_iter().map(|envelope| vec![envelope]));
+        for group in groups.filter(|group| !group.is_empty()) {
+            let Ok(slot) = slots.clone().acquire_owned().await else { break };
+            let (store, limits, summary, progress) = (store.clone(), limits.clone(), summary.clone(), progress.clone());
+            running.spawn(async move {
+                let _slot = slot;
+                let origins: Vec<String> = group.iter().map(|envelope| envelope.origin.to_string()).collect();
+                let mut outcome = Ok(());
+                for (origin, result) in origins.iter().zip(store.ingest_many(group, &limits).await) {
+                    if let Err(err) = account(result, origin, &summary, &progress) {
+                        outcome = Err(err);
+                    }
                 }
-            }
-            outcome
-        });
+                outcome
+            });
+        }
     }
     while let Some(done) = running.join_next().await {
         if let Ok(Err(err)) = done {
