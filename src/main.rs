@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("dmarcpipe: {err:#}");
+            eprintln!("dmarcpipe: {}", describe(&err));
             ExitCode::from(exit::FATAL)
         }
     }
@@ -61,6 +61,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// An error and its causes on one line, each said once: many errors already quote their
+/// source in their own text, and `{:#}` would repeat it.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Logs go to stderr; the default shows warnings (info for a server), `-v` info, `-vv` debug;
 /// RUST_LOG wins.
 fn init_tracing(verbose: u8, server: bool) {
@@ -77,4 +94,33 @@ fn init_tracing(verbose: u8, server: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn causes_quoted_by_their_error_are_said_once() {
+        #[derive(Debug)]
+        struct Quoting(std::io::Error);
+        impl std::fmt::Display for Quoting {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot apply database migrations: {}", self.0)
+            }
+        }
+        impl std::error::Error for Quoting {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = anyhow::Error::new(Quoting(std::io::Error::other("syntax error at line 3")))
+            .context("cannot open the database");
+        assert_eq!(
+            describe(&err),
+            "cannot open the database: cannot apply database migrations: syntax error at line 3"
+        );
+        let plain = anyhow::anyhow!("no database").context("cannot connect");
+        assert_eq!(describe(&plain), "cannot connect: no database");
+    }
 }

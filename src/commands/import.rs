@@ -278,7 +278,7 @@ async fn import_stdin(
     let store = match connect(config, database_url, 2).await {
         Ok(store) => store,
         Err(err) => {
-            eprintln!("dmarcpipe: {err:#}; the message was not accepted, try again later");
+            eprintln!("dmarcpipe: {}; the message was not accepted, try again later", crate::describe(&err));
             return Ok(exit::TEMPFAIL);
         }
     };
