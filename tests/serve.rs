@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::smtp::{DatabaseProxy, RUA, RawClient, Served, Swaks};
 use common::{Dmarcpipe, Sealing, code, path, root, scalar};
-use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, base64, gzip, mail_with_attachment};
+use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, base64, gzip, mail_with_attachment, smtp_data};
 use lettre::AsyncTransport;
 use sqlx::PgPool;
 
@@ -31,6 +31,18 @@ fn lettre_client(server: std::net::SocketAddr, helo: &str) -> lettre::AsyncSmtpT
         .hello_name(lettre::transport::smtp::extension::ClientId::Domain(helo.to_owned()))
         .timeout(Some(Duration::from_secs(120)))
         .build()
+}
+
+/// A session in the middle of DATA with the Google sample: the client, and the rest of the
+/// message's data (without the final dot).
+fn halfway_through_data(server: std::net::SocketAddr) -> (RawClient, Vec<u8>) {
+    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
+    let mut data = smtp_data(&message);
+    let mut client = RawClient::connect(server);
+    client.start_data(RUA);
+    let rest = data.split_off(data.len() / 2);
+    client.send(&data);
+    (client, rest)
 }
 
 fn envelope(from: &str, to: &str) -> lettre::address::Envelope {
@@ -74,6 +86,9 @@ async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_
         assert!(line.contains(field), "{field} in {line}");
     }
     assert!(served.stop().success());
+    // The rollups were brought up to date on the way out.
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_queue").await, 0);
+    assert!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_daily").await > 0);
 }
 
 #[sqlx::test]
@@ -242,11 +257,7 @@ async fn an_oversize_message_is_refused_with_552_and_the_session_goes_on(pool: P
 #[sqlx::test]
 async fn a_client_that_hangs_up_mid_data_leaves_nothing(pool: PgPool) {
     let mut served = Served::start(&Dmarcpipe::on(&pool), &[]);
-    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
-    let data = RawClient::message_data(&message);
-    let mut client = RawClient::connect(served.smtp);
-    client.start_data(RUA);
-    client.send(&data[..data.len() / 2]);
+    let (client, _) = halfway_through_data(served.smtp);
     drop(client);
     served.wait_for_log("client went away during DATA; nothing stored", Duration::from_secs(30));
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
@@ -275,7 +286,7 @@ async fn the_database_going_away_mid_delivery_gives_451_and_the_retry_is_stored_
     let dmarcpipe = Dmarcpipe::on(&pool).env("DATABASE_URL", &proxy.url(&pool));
     let served = Served::start(&dmarcpipe, &[]);
     let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
-    let data = RawClient::message_data(&message);
+    let data = smtp_data(&message);
 
     let mut client = RawClient::connect(served.smtp);
     client.start_data(RUA);
@@ -300,11 +311,7 @@ async fn the_database_going_away_mid_delivery_gives_451_and_the_retry_is_stored_
 #[sqlx::test]
 async fn sigterm_lets_a_message_in_data_finish_and_exits_0(pool: PgPool) {
     let mut served = Served::start(&Dmarcpipe::on(&pool), &[]);
-    let message = std::fs::read(sample("aggregate/google-zip-in-mail.eml")).expect("the sample");
-    let data = RawClient::message_data(&message);
-    let mut client = RawClient::connect(served.smtp);
-    client.start_data(RUA);
-    client.send(&data[..data.len() / 2]);
+    let (mut client, rest) = halfway_through_data(served.smtp);
     served.terminate();
     served.wait_for_log("Shutting down", Duration::from_secs(30));
     // No new sessions once shutdown began.
@@ -313,7 +320,7 @@ async fn sigterm_lets_a_message_in_data_finish_and_exits_0(pool: PgPool) {
         std::net::TcpStream::connect(served.smtp).is_err()
     });
     assert!(refused, "the listener is closed");
-    client.send(&data[data.len() / 2..]);
+    client.send(&rest);
     client.send(b".\r\n");
     let reply = client.reply();
     assert!(reply.starts_with("250 2.0.0 Stored as input 1"), "{reply}");
@@ -336,7 +343,7 @@ async fn a_200000_record_report_does_not_hold_up_a_small_one(pool: PgPool) {
     );
     let mut large = RawClient::connect(served.smtp);
     large.start_data(RUA);
-    large.send(&RawClient::message_data(&message));
+    large.send(&smtp_data(&message));
     large.send(b".\r\n");
 
     // While the large one is being stored, a small one on another connection goes through.
@@ -388,7 +395,7 @@ async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPoo
     assert!(client.command("RCPT TO:<rua@config.example>").starts_with("250 "));
     assert!(client.command("DATA").starts_with("354 "));
     let message = std::fs::read(sample("aggregate/fastmail.eml")).expect("the sample");
-    client.send(&RawClient::message_data(&message));
+    client.send(&smtp_data(&message));
     let reply = client.command(".");
     assert!(reply.starts_with("250 2.0.0 Stored as input 1"), "{reply}");
     assert!(served.stop().success());

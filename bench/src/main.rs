@@ -125,15 +125,7 @@ fn drop_database(admin: &str, database: &str) -> Result<()> {
 }
 
 fn psql(url: &str, sql: &str) -> Result<()> {
-    let status = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .status()
-        .context("running psql")?;
-    if !status.success() {
-        bail!("psql failed: {sql}");
-    }
-    Ok(())
+    psql_value(url, sql).map(drop)
 }
 
 /// The URL of another database on the same server.

@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use dmarcpipe_ingest::testkit::{Rng, gzip, mail_with_attachment};
+use dmarcpipe_ingest::testkit::{Rng, gzip, mail_with_attachment, smtp_data};
 
 use crate::{create_database, drop_database, psql_value, report};
 
@@ -32,19 +32,11 @@ fn messages(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Lines ending in CRLF, dot-stuffed, with the final dot.
+/// The message as DATA sends it, with the final dot.
 fn data_of(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 256);
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
+    let mut data = smtp_data(message);
+    data.extend_from_slice(b".\r\n");
+    data
 }
 
 /// One SMTP session delivering one message; the reply to its end of DATA.

@@ -192,6 +192,21 @@ pub fn mail_with_attachments(subject: &str, attachments: &[(&str, &str, &[u8])])
     mail.into_bytes()
 }
 
+/// A message as SMTP DATA sends it: lines ending in CRLF, a leading dot doubled (RFC 5321
+/// §4.5.2); without the final `.` line.
+pub fn smtp_data(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 8);
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// Standard base64 with padding.
 pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

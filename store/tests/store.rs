@@ -429,3 +429,33 @@ async fn a_batch_stores_what_one_by_one_would(pool: PgPool) {
     store.refresh_rollups().await.expect("rollups");
     assert_rollups_match_records(&pool).await;
 }
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn a_batch_the_database_refuses_is_stored_one_by_one(pool: PgPool) {
+    // A trigger refusing one report stands for any error the database raises on one input.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.report_id = 'batch-66' THEN RAISE EXCEPTION 'poisoned report'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON aggregate_reports \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&pool)
+    .await
+    .expect("the trigger");
+    let store = Store::from_pool(pool.clone());
+    let serials = [1, 2, 66, 3, 4];
+    let envelopes = serials.iter().map(|n| bytes(&format!("{n}.xml"), numbered(*n, 1))).collect();
+    let results = store.ingest_many(envelopes, &Limits::default()).await;
+    for (serial, result) in serials.iter().zip(&results) {
+        match (serial, result) {
+            (66, Err(err)) => assert!(!err.is_transient() && err.to_string().contains("poisoned report"), "{err}"),
+            (66, Ok(result)) => panic!("the poisoned input was stored: {result:?}"),
+            (_, Ok(result)) => assert_eq!(result.outcome, Outcome::Stored),
+            (_, Err(err)) => panic!("input {serial} was not stored: {err}"),
+        }
+    }
+    // Each of the others alone, in its own transaction.
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 4);
+    assert_eq!(scalar(&pool, "SELECT count(DISTINCT xmin::text) FROM inputs").await, 4);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 4);
+}

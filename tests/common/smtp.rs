@@ -266,20 +266,6 @@ impl RawClient {
         assert!(data.starts_with("354 "), "{data}");
     }
 
-    /// A message's lines, dot-stuffed and with CRLF line ends, without the final dot.
-    pub fn message_data(message: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(message.len() + 1024);
-        for line in message.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.first() == Some(&b'.') {
-                out.push(b'.');
-            }
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
-        out
-    }
-
     /// Whether a reply is waiting, without waiting for one.
     pub fn has_reply_waiting(&mut self) -> bool {
         if !self.reader.buffer().is_empty() {

@@ -695,6 +695,29 @@ mod tests {
         assert!(text.ends_with("421 4.4.2 Timeout waiting for a command, closing the connection\r\n"), "{text}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_client_silent_in_the_middle_of_data_is_timed_out_and_nothing_delivered() {
+        let recorder = Recorder::accepting();
+        let (mut server_side, mut client_side) = tokio::io::duplex(4096);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut settings = settings();
+        settings.data_timeout = Duration::from_secs(60);
+        let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
+        client_side
+            .write_all(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\nSubject: half")
+            .await
+            .expect("written");
+        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown);
+        let started = Instant::now();
+        assert_eq!(session.run(&mut server_side, true).await.expect("runs"), Ended::Closed);
+        assert!(started.elapsed() >= settings.data_timeout && started.elapsed() < settings.command_timeout);
+        drop(server_side);
+        let mut text = String::new();
+        client_side.read_to_string(&mut text).await.expect("readable");
+        assert!(text.ends_with("421 4.4.2 Timeout receiving the message, closing the connection\r\n"), "{text}");
+        assert!(recorder.bodies().is_empty());
+    }
+
     #[tokio::test]
     async fn an_idle_session_is_closed_at_shutdown() {
         let recorder = Recorder::accepting();
