@@ -81,10 +81,13 @@ BEGIN
         RAISE EXCEPTION 'dmarcpipe_store_inputs: inputs of a batch must have distinct SHA-256 digests';
     END IF;
 
-    INSERT INTO input_payloads (input, sealed, payload)
-    SELECT v_inputs[p.n], p.sealed, p.payload
-    FROM unnest(in_payload, in_payload_sealed) WITH ORDINALITY AS p (payload, sealed, n)
-    WHERE p.payload IS NOT NULL AND v_identical[p.n] IS NULL;
+    -- (The IF conditions are plain expressions, cheaper than a statement that finds nothing.)
+    IF cardinality(array_remove(in_payload, NULL)) > 0 THEN
+        INSERT INTO input_payloads (input, sealed, payload)
+        SELECT v_inputs[p.n], p.sealed, p.payload
+        FROM unnest(in_payload, in_payload_sealed) WITH ORDINALITY AS p (payload, sealed, n)
+        WHERE p.payload IS NOT NULL AND v_identical[p.n] IS NULL;
+    END IF;
 
     -- Reports not stored before. A report's id comes back only to the first occurrence of its
     -- natural key in the batch; later ones (in the same input or another) are duplicates.
@@ -124,7 +127,7 @@ BEGIN
         AND w.report_id = s.report_id AND w.policy_domain = s.policy_domain AND w.date_begin = s.date_begin
         AND w.date_end = s.date_end;
 
-    IF EXISTS (SELECT FROM unnest(v_reports) AS q (id) WHERE q.id IS NOT NULL) THEN
+    IF cardinality(array_remove(v_reports, NULL)) > 0 THEN
         INSERT INTO aggregate_records (report, record_no, date_begin, source_ip, message_count, disposition,
             dkim_aligned, spf_aligned, override_reasons, override_comments, header_from, envelope_from,
             envelope_to, dkim_count, dkim_domain, dkim_selector, dkim_result, dkim_human_result, spf_count,
@@ -155,30 +158,32 @@ BEGIN
 
     -- Inputs some of whose reports were stored before: counters and outcome corrected (all
     -- duplicates: outcome `duplicate`, linked to the input that holds the first one).
-    WITH skipped AS (
-        SELECT s.input, count(*) FILTER (WHERE v_reports[s.n] IS NULL)::integer AS reports,
-               count(*) FILTER (WHERE v_reports[s.n] IS NOT NULL)::integer AS stored,
-               coalesce(sum(rep_record_count[s.n]) FILTER (WHERE v_reports[s.n] IS NULL), 0)::bigint AS records,
-               coalesce(sum(rep_message_count[s.n]) FILTER (WHERE v_reports[s.n] IS NULL), 0)::bigint AS messages,
-               min(s.n) FILTER (WHERE v_reports[s.n] IS NULL) AS first_skipped
-        FROM unnest(rep_input) WITH ORDINALITY AS s (input, n)
-        WHERE v_identical[s.input] IS NULL
-        GROUP BY s.input
-    )
-    UPDATE inputs i
-    SET outcome = CASE WHEN i.outcome = 'stored' AND k.stored = 0 THEN 'duplicate' ELSE i.outcome END,
-        reports_stored = k.stored,
-        reports_duplicate = i.reports_duplicate + k.reports,
-        records = i.records - k.records,
-        messages = i.messages - k.messages,
-        duplicate_of = CASE WHEN i.outcome = 'stored' AND k.stored = 0 THEN
-            (SELECT a.input FROM aggregate_reports a
-             WHERE a.org_name = rep_org_name[k.first_skipped] AND a.report_id = rep_report_id[k.first_skipped]
-               AND a.policy_domain = rep_policy_domain[k.first_skipped]
-               AND a.date_begin = rep_date_begin[k.first_skipped] AND a.date_end = rep_date_end[k.first_skipped])
-        END
-    FROM skipped k
-    WHERE k.reports > 0 AND i.id = v_inputs[k.input];
+    IF cardinality(array_remove(v_reports, NULL)) < coalesce(cardinality(rep_input), 0) THEN
+        WITH skipped AS (
+            SELECT s.input, count(*) FILTER (WHERE v_reports[s.n] IS NULL)::integer AS reports,
+                   count(*) FILTER (WHERE v_reports[s.n] IS NOT NULL)::integer AS stored,
+                   coalesce(sum(rep_record_count[s.n]) FILTER (WHERE v_reports[s.n] IS NULL), 0)::bigint AS records,
+                   coalesce(sum(rep_message_count[s.n]) FILTER (WHERE v_reports[s.n] IS NULL), 0)::bigint AS messages,
+                   min(s.n) FILTER (WHERE v_reports[s.n] IS NULL) AS first_skipped
+            FROM unnest(rep_input) WITH ORDINALITY AS s (input, n)
+            WHERE v_identical[s.input] IS NULL
+            GROUP BY s.input
+        )
+        UPDATE inputs i
+        SET outcome = CASE WHEN i.outcome = 'stored' AND k.stored = 0 THEN 'duplicate' ELSE i.outcome END,
+            reports_stored = k.stored,
+            reports_duplicate = i.reports_duplicate + k.reports,
+            records = i.records - k.records,
+            messages = i.messages - k.messages,
+            duplicate_of = CASE WHEN i.outcome = 'stored' AND k.stored = 0 THEN
+                (SELECT a.input FROM aggregate_reports a
+                 WHERE a.org_name = rep_org_name[k.first_skipped] AND a.report_id = rep_report_id[k.first_skipped]
+                   AND a.policy_domain = rep_policy_domain[k.first_skipped]
+                   AND a.date_begin = rep_date_begin[k.first_skipped] AND a.date_end = rep_date_end[k.first_skipped])
+            END
+        FROM skipped k
+        WHERE k.reports > 0 AND i.id = v_inputs[k.input];
+    END IF;
 
     RETURN QUERY
     SELECT s.n::integer, i.id, i.outcome, i.reports_stored, i.reports_duplicate, i.records, i.messages,
