@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::model::{AggregateReport, Record, ReportHeader, ReportSummary, Schema, Warning, WireEnum};
 use sqlx::PgConnection;
+use sqlx::postgres::{PgArguments, Postgres};
 
 use crate::copy::CopyRow;
 pub(crate) use crate::copy::timestamp_text;
@@ -183,7 +184,7 @@ fn raw_json(record: &Record) -> Option<serde_json::Value> {
     })
 }
 
-/// What `dmarcpipe_store_inputs` returns for an input: id, outcome, reports stored and
+/// What `dmarcpipe_store_input(s)` returns for an input: id, outcome, reports stored and
 /// duplicate, records, messages, duplicate of.
 type StoredRow = (i64, String, i32, i32, i64, i64, Option<i64>);
 
@@ -199,56 +200,13 @@ fn stored_row(
     Ok((id, stored))
 }
 
-/// A new small input for [`store_batch`]: its provenance, its row as if every report were
-/// new, its reports, and its bytes to keep (sealed) when it is rejected.
-pub(crate) struct BatchInput<'a> {
-    pub provenance: &'a Provenance,
-    pub row: InputRow,
-    pub reports: &'a [AggregateReport],
-    pub payload: Option<&'a [u8]>,
-}
-
-/// Stores new inputs with their complete reports in one round trip and one transaction
-/// (`dmarcpipe_store_inputs`, see its migration): byte-identical inputs and reports stored
-/// before are recognised there. Each `row` assumes every report is new; the rows returned,
-/// in the order given, are what was stored. The inputs must have distinct SHA-256 digests.
-pub(crate) async fn store_batch(
-    conn: &mut PgConnection,
-    inputs: &[BatchInput<'_>],
-) -> Result<Vec<(i64, InputRow)>, StoreError> {
-    let column = |f: &dyn Fn(&BatchInput<'_>) -> i64| inputs.iter().map(f).collect::<Vec<i64>>();
-    let reports = || inputs.iter().flat_map(|input| input.reports.iter());
-    let report_input: Vec<i32> = inputs
-        .iter()
-        .enumerate()
-        .flat_map(|(position, input)| std::iter::repeat_n(position as i32 + 1, input.reports.len()))
-        .collect();
-    let query = sqlx::query_as::<_, StoredRow>(
-        "SELECT input_id, outcome, reports_stored, reports_duplicate, records, messages, duplicate_of FROM \
-         dmarcpipe_store_inputs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, \
-         $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, \
-         $58, $59, $60, $61, $62, $63, $64, $65, $66)",
-    )
-    .bind(inputs.iter().map(|i| i.provenance.channel).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.provenance.origin.as_str()).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| &i.provenance.fingerprint.sha256[..]).collect::<Vec<_>>())
-    .bind(column(&|i| i.provenance.fingerprint.size as i64))
-    .bind(inputs.iter().map(|i| i.provenance.received_at).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.row.outcome.as_str()).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.row.stage).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.row.error.as_deref()).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| &i.row.warnings).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.row.reports_stored).collect::<Vec<_>>())
-    .bind(inputs.iter().map(|i| i.row.reports_duplicate).collect::<Vec<_>>())
-    .bind(column(&|i| i.row.records))
-    .bind(column(&|i| i.row.messages))
-    .bind(inputs.iter().map(|i| i.payload).collect::<Vec<_>>())
-    // Kept bytes are always sealed (never stored in clear).
-    .bind(inputs.iter().map(|i| i.payload.is_some()).collect::<Vec<_>>())
-    .bind(report_input);
-    let (r, c) = (ReportColumns::new(reports()), RecordColumns::new(reports()));
-    let answers = query
+/// Binds the report and record columns, the arguments that follow the input's.
+fn bind_reports<'q, O>(
+    query: sqlx::query::QueryAs<'q, Postgres, O, PgArguments>,
+    r: ReportColumns<'q>,
+    c: RecordColumns<'q>,
+) -> sqlx::query::QueryAs<'q, Postgres, O, PgArguments> {
+    query
         .bind(r.org_name)
         .bind(r.org_email)
         .bind(r.extra_contact_info)
@@ -299,15 +257,98 @@ pub(crate) async fn store_batch(
         .bind(c.auth_more)
         .bind(c.raw)
         .bind(c.extensions)
-        .fetch_all(&mut *conn)
-        .await?;
+}
+
+/// Stores a new input with its complete reports in one round trip (`dmarcpipe_store_input`,
+/// see its migration): byte-identical inputs and reports stored before are recognised there.
+/// `row` assumes every report is new; the returned row is what was stored.
+pub(crate) async fn store_with_input(
+    conn: &mut PgConnection,
+    provenance: &Provenance,
+    row: &InputRow,
+    reports: &[AggregateReport],
+    payload: Option<(&[u8], bool)>,
+) -> Result<(i64, InputRow), StoreError> {
+    let query = sqlx::query_as::<_, StoredRow>(
+        "SELECT * FROM dmarcpipe_store_input($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, \
+         $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, \
+         $55, $56, $57, $58, $59, $60, $61, $62, $63, $64, $65)",
+    )
+    .bind(provenance.channel)
+    .bind(&provenance.origin)
+    .bind(&provenance.fingerprint.sha256[..])
+    .bind(provenance.fingerprint.size as i64)
+    .bind(provenance.received_at)
+    .bind(row.outcome.as_str())
+    .bind(row.stage)
+    .bind(&row.error)
+    .bind(&row.warnings)
+    .bind(row.reports_stored)
+    .bind(row.reports_duplicate)
+    .bind(row.records)
+    .bind(row.messages)
+    .bind(payload.map(|(bytes, _)| bytes))
+    .bind(payload.is_some_and(|(_, sealed)| sealed));
+    let answer =
+        bind_reports(query, ReportColumns::new(reports), RecordColumns::new(reports)).fetch_one(&mut *conn).await?;
+    stored_row(answer, row)
+}
+
+/// A new small input for [`store_batch`]: its provenance, its row as if every report were
+/// new, and its reports. (Rejected inputs, whose bytes are kept, are stored one by one.)
+pub(crate) struct BatchInput<'a> {
+    pub provenance: &'a Provenance,
+    pub row: InputRow,
+    pub reports: &'a [AggregateReport],
+}
+
+/// Stores several new inputs with their complete reports in one round trip
+/// (`dmarcpipe_store_inputs`): as [`store_with_input`] for each, in one transaction. The
+/// inputs must have distinct SHA-256 digests. Returns the stored rows in the order given.
+pub(crate) async fn store_batch(
+    conn: &mut PgConnection,
+    inputs: &[BatchInput<'_>],
+) -> Result<Vec<(i64, InputRow)>, StoreError> {
+    let column = |f: &dyn Fn(&BatchInput<'_>) -> i64| inputs.iter().map(f).collect::<Vec<i64>>();
+    let reports = || inputs.iter().flat_map(|input| input.reports.iter());
+    let report_input: Vec<i32> = inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(position, input)| std::iter::repeat_n(position as i32 + 1, input.reports.len()))
+        .collect();
+    let query = sqlx::query_as::<_, StoredRow>(
+        "SELECT input_id, outcome, reports_stored, reports_duplicate, records, messages, duplicate_of FROM \
+         dmarcpipe_store_inputs($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, \
+         $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, \
+         $58, $59, $60, $61, $62, $63, $64, $65, $66)",
+    )
+    .bind(inputs.iter().map(|i| i.provenance.channel).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.provenance.origin.as_str()).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| &i.provenance.fingerprint.sha256[..]).collect::<Vec<_>>())
+    .bind(column(&|i| i.provenance.fingerprint.size as i64))
+    .bind(inputs.iter().map(|i| i.provenance.received_at).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.row.outcome.as_str()).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.row.stage).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.row.error.as_deref()).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| &i.row.warnings).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.row.reports_stored).collect::<Vec<_>>())
+    .bind(inputs.iter().map(|i| i.row.reports_duplicate).collect::<Vec<_>>())
+    .bind(column(&|i| i.row.records))
+    .bind(column(&|i| i.row.messages))
+    .bind(vec![None::<&[u8]>; inputs.len()])
+    .bind(vec![false; inputs.len()])
+    .bind(report_input);
+    let answers =
+        bind_reports(query, ReportColumns::new(reports()), RecordColumns::new(reports())).fetch_all(&mut *conn).await?;
     if answers.len() != inputs.len() {
         return Err(StoreError::Data(format!("{} rows for a batch of {} inputs", answers.len(), inputs.len())));
     }
     answers.into_iter().zip(inputs).map(|(answer, input)| stored_row(answer, &input.row)).collect()
 }
 
-/// The reports of the inputs, column by column, as `dmarcpipe_store_inputs` takes them.
+/// The reports of an input, column by column, as `dmarcpipe_store_input` takes them.
 #[derive(Default)]
 struct ReportColumns<'a> {
     org_name: Vec<&'a str>,

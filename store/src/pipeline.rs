@@ -4,9 +4,10 @@
 //! Two routes, one result:
 //! - **Small inputs** (up to [`SMALL_INPUT`] bytes, nearly every report mail and file) are read,
 //!   hashed and parsed on a blocking thread without touching the database, then stored in a
-//!   single round trip by `dmarcpipe_store_inputs` (which also recognises byte-identical inputs
-//!   by SHA-256 and reports already stored by natural key): one statement, one transaction,
-//!   for one input or, through [`store_small_batch`] (for `import`), several.
+//!   single round trip by `dmarcpipe_store_input` (which also recognises byte-identical inputs
+//!   by SHA-256 and reports already stored by natural key): one statement, one transaction.
+//!   Several of them may go together through [`store_small_batch`] (`dmarcpipe_store_inputs`,
+//!   for `import`): one statement and one transaction for the batch.
 //! - **Large inputs** are first looked up by SHA-256 (no point reading 600 MB again), then
 //!   unpacked on a blocking thread that drives its own connection with `Handle::block_on`: a
 //!   report that outgrows [`STREAM_THRESHOLD`] records is streamed through `COPY` while it is
@@ -366,49 +367,44 @@ pub(crate) async fn store_small(
     provenance: Provenance,
     mut findings: Findings,
 ) -> Result<InputResult, StoreError> {
+    store.ensure_partitions(findings.pending.iter().map(|r| r.header.date_begin)).await?;
     let payload = if findings.row().outcome == Outcome::Rejected {
         findings.payload_to_keep(envelope, limits, store.sealer())
     } else {
         None
     };
-    let input = aggregate::BatchInput {
-        provenance: &provenance,
-        row: findings.row(),
-        reports: &findings.pending,
-        payload: payload.as_deref(),
-    };
-    let mut stored = write_batch(store, &[input]).await?;
-    stored.pop().ok_or_else(|| StoreError::Data("no row for a stored input".into()))
+    let row = findings.row();
+    let mut conn = store.pool().acquire().await?;
+    let (input, stored) = aggregate::store_with_input(
+        &mut conn,
+        &provenance,
+        &row,
+        &findings.pending,
+        payload.as_deref().map(|p| (p, true)),
+    )
+    .await?;
+    Ok(InputResult::from_row(input, &stored))
 }
 
 /// Several small inputs, complete in memory, none rejected and none with failure reports, in
-/// one statement and one transaction. Their digests must differ.
+/// one statement and one transaction ([`aggregate::store_batch`]). Their digests must differ.
 pub(crate) async fn store_small_batch(
     store: &Store,
     items: &[&(Envelope, Provenance, Findings, Limits)],
 ) -> Result<Vec<InputResult>, StoreError> {
+    let starts: Vec<DateTime<Utc>> =
+        items.iter().flat_map(|(_, _, findings, _)| findings.pending.iter().map(|r| r.header.date_begin)).collect();
+    store.ensure_partitions(starts).await?;
     let inputs: Vec<aggregate::BatchInput<'_>> = items
         .iter()
         .map(|(_, provenance, findings, _)| aggregate::BatchInput {
             provenance,
             row: findings.row(),
             reports: &findings.pending,
-            payload: None,
         })
         .collect();
-    write_batch(store, &inputs).await
-}
-
-/// Writes new small inputs in one statement ([`aggregate::store_batch`]), after making sure
-/// the record partitions of their reports exist.
-async fn write_batch(store: &Store, inputs: &[aggregate::BatchInput<'_>]) -> Result<Vec<InputResult>, StoreError> {
-    // Collected first: a borrowing iterator held across the await would make the future
-    // lifetime-specific (and not spawnable).
-    let starts: Vec<DateTime<Utc>> =
-        inputs.iter().flat_map(|input| input.reports.iter().map(|r| r.header.date_begin)).collect();
-    store.ensure_partitions(starts).await?;
     let mut conn = store.pool().acquire().await?;
-    let stored = aggregate::store_batch(&mut conn, inputs).await?;
+    let stored = aggregate::store_batch(&mut conn, &inputs).await?;
     Ok(stored.iter().map(|(input, row)| InputResult::from_row(*input, row)).collect())
 }
 
