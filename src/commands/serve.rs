@@ -4,12 +4,9 @@
 //! goes through the same pipeline as `import` (same outcomes and provenance, origin = client
 //! IP, HELO and MAIL FROM) with each commit waiting for the disk, and is acknowledged only
 //! then; any failure to store gives `451`, so the sending MTA keeps the message and retries.
-//! One log line per message. Rollups are brought up to date every little while and at the
-//! end. SIGTERM or Ctrl-C stops accepting, lets messages in progress finish within the grace
+//! One log line per message (rollups are written with each report). SIGTERM or Ctrl-C stops accepting, lets messages in progress finish within the grace
 //! period, and exits 0.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -27,9 +24,6 @@ use crate::exit;
 
 /// Database connections when the config does not say: messages stored at once.
 const DEFAULT_CONNECTIONS: u32 = 16;
-
-/// How often rollups are brought up to date while messages arrive.
-const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// Longest reason quoted back to the sender in a reply line (RFC 5321 caps lines at 512).
 const MAX_REPLY_REASON: usize = 200;
@@ -57,8 +51,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         "dmarcpipe serve is ready"
     );
 
-    let delivery = StoreDelivery { store: store.clone(), limits, since_refresh: Arc::new(AtomicBool::new(false)) };
-    let since_refresh = delivery.since_refresh.clone();
+    let delivery = StoreDelivery { store: store.clone(), limits };
     let grace = settings.shutdown_grace;
     let server = Server::new(settings, delivery);
     let (stop, shutdown) = watch::channel(false);
@@ -67,17 +60,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         tracing::info!("Shutting down: no new connections; messages in progress get {}s to finish.", grace.as_secs());
         let _ = stop.send(true);
     });
-    let refresher = tokio::spawn(refresh_while_running(store.clone(), since_refresh.clone()));
-
     let cut_off = server.run(listeners, shutdown).await;
-    refresher.abort();
     if cut_off > 0 {
         tracing::warn!("{cut_off} sessions were cut off at the end of the grace period; their senders will retry");
-    }
-    if since_refresh.load(Ordering::Relaxed)
-        && let Err(err) = store.refresh_rollups().await
-    {
-        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
     }
     tracing::info!("dmarcpipe serve stopped");
     Ok(exit::OK)
@@ -147,8 +132,6 @@ fn local_hostname() -> String {
 struct StoreDelivery {
     store: Store,
     limits: Limits,
-    /// Something was stored since the rollups were last brought up to date.
-    since_refresh: Arc<AtomicBool>,
 }
 
 impl Deliver for StoreDelivery {
@@ -172,9 +155,6 @@ impl Deliver for StoreDelivery {
                     error = result.error.as_deref().unwrap_or(""),
                     "message from {origin}"
                 );
-                if result.reports_stored > 0 {
-                    self.since_refresh.store(true, Ordering::Relaxed);
-                }
                 Delivery::Accepted(acknowledgement(&result))
             }
             Err(err) => {
@@ -222,21 +202,6 @@ fn acknowledgement(result: &InputResult) -> String {
 
 fn plural(count: u64) -> &'static str {
     if count == 1 { "" } else { "s" }
-}
-
-/// Brings rollups up to date every [`REFRESH_EVERY`] when something was stored.
-async fn refresh_while_running(store: Store, since_refresh: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(REFRESH_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if since_refresh.swap(false, Ordering::Relaxed)
-            && let Err(err) = store.refresh_rollups().await
-        {
-            since_refresh.store(true, Ordering::Relaxed);
-            tracing::warn!(error = %err, "Rollups not refreshed; trying again later.");
-        }
-    }
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).

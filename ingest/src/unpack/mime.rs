@@ -4,14 +4,14 @@
 //! Leaf bytes are transfer-decoded here from the raw message rather than taken from
 //! mail-parser, which decodes `text/*` parts through their charset: a gzip mislabelled
 //! `text/plain` must reach the sniffer byte for byte. HTML parts (Microsoft's "[Preview]"
-//! summaries) are skipped; forwarded messages are walked recursively; ARF feedback reports are
-//! handed to the visitor parsed, with the raw mail.
+//! summaries) are skipped; forwarded messages are walked recursively; every message is first
+//! offered whole to the visitor, which takes failure reports that way.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::{Unpacker, Visitor, transfer};
+use super::transfer::decode_part;
+use super::{Unpacker, Visitor};
 use crate::error::IngestError;
-use crate::forensic;
 
 pub(super) fn walk<V: Visitor>(
     unpacker: &mut Unpacker<'_, V>,
@@ -48,9 +48,8 @@ fn walk_message<V: Visitor>(
             ),
         );
     }
-    if let Some(kind) = forensic::classify(message) {
-        let report = forensic::parse(message, base, kind);
-        return unpacker.visitor.forensic(location, report, message.raw_message());
+    if unpacker.visitor.message(location, message, base)? {
+        return Ok(());
     }
     for (index, part) in message.parts.iter().enumerate() {
         let label = describe(part, index);
@@ -67,7 +66,7 @@ fn walk_message<V: Visitor>(
                     depth + 1,
                 )?;
             }
-            PartType::Html(_) => unpacker.visitor.skipped(&part_location, "HTML"),
+            PartType::Html(_) => unpacker.visitor.skipped(&part_location, "HTML")?,
             PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
                 unpacker.mime_parts += 1;
                 if unpacker.mime_parts > unpacker.limits.max_mime_parts {
@@ -106,30 +105,5 @@ fn describe(part: &MessagePart<'_>, index: usize) -> String {
     match part.attachment_name() {
         Some(name) => format!("part {index} ({content_type} \"{name}\")"),
         None => format!("part {index} ({content_type})"),
-    }
-}
-
-/// The part's body, transfer-decoded from the raw message (see [`walk_message`] for `base`),
-/// and whether the encoding needed repairs.
-pub(crate) fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
-    let raw = message.raw_message();
-    let start = (part.offset_body as usize).checked_sub(base);
-    let end = (part.offset_end as usize).checked_sub(base);
-    let body = match (start, end) {
-        (Some(start), Some(end)) if start <= end && end <= raw.len() => &raw[start..end],
-        // Offsets we cannot map: take mail-parser's own decoding.
-        _ => {
-            let bytes = match &part.body {
-                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes.to_vec(),
-                PartType::Text(text) | PartType::Html(text) => text.as_bytes().to_vec(),
-                PartType::Message(_) | PartType::Multipart(_) => Vec::new(),
-            };
-            return (bytes, false);
-        }
-    };
-    match part.encoding {
-        Encoding::Base64 => transfer::base64(body),
-        Encoding::QuotedPrintable => (transfer::quoted_printable(body), false),
-        Encoding::None => (body.to_vec(), false),
     }
 }
