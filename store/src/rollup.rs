@@ -287,3 +287,42 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
         .await?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use dmarcpipe_ingest::model::{Record, Verdict};
+    use sqlx::PgPool;
+
+    /// The rule of DMARC pass and fail has one definition in Rust (for the rollup sums) and one
+    /// in SQL (for the views): they agree on every combination.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn dmarc_result_is_the_same_in_rust_and_sql(pool: PgPool) {
+        let values = [None, Some(Verdict::Pass), Some(Verdict::Fail)];
+        for dkim in values {
+            for spf in values {
+                let record = Record {
+                    source_ip: None,
+                    count: 1,
+                    disposition: None,
+                    dkim_aligned: dkim,
+                    spf_aligned: spf,
+                    reasons: Vec::new(),
+                    header_from: None,
+                    envelope_from: None,
+                    envelope_to: None,
+                    dkim: Vec::new(),
+                    spf: Vec::new(),
+                    raw: Vec::new(),
+                    extensions: None,
+                };
+                let sql: Option<String> = sqlx::query_scalar("SELECT dmarcpipe_dmarc_result($1, $2)")
+                    .bind(dkim.map(|v| v.as_str()))
+                    .bind(spf.map(|v| v.as_str()))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the function runs");
+                assert_eq!(record.dmarc_result().map(|v| v.as_str().to_owned()), sql, "dkim {dkim:?}, spf {spf:?}");
+            }
+        }
+    }
+}

@@ -392,3 +392,37 @@ impl CopyField for Vec<Option<&str>> {
         row.text_array(self.iter().copied());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+
+    /// Every row declared here has the columns of its table, in the table's order: the
+    /// composite encoding depends on it, and a migration that adds a column must add it here.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn every_row_matches_its_table(pool: PgPool) {
+        let declared: [(&str, &[&str]); 8] = [
+            (InputRow::TABLE, InputRow::COLUMNS),
+            (PayloadRow::TABLE, PayloadRow::COLUMNS),
+            (ReportRow::TABLE, ReportRow::COLUMNS),
+            (RecordRow::TABLE, RecordRow::COLUMNS),
+            (DailyRow::TABLE, DailyRow::COLUMNS),
+            (SourceRow::TABLE, SourceRow::COLUMNS),
+            (ForensicReportRow::TABLE, ForensicReportRow::COLUMNS),
+            (SampleRow::TABLE, SampleRow::COLUMNS),
+        ];
+        for (table, columns) in declared {
+            let actual: Vec<String> = sqlx::query_scalar(
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            )
+            .bind(table)
+            .fetch_all(&pool)
+            .await
+            .expect("the table exists");
+            assert_eq!(actual, columns, "the columns of {table}");
+        }
+    }
+}
