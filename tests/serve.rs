@@ -81,8 +81,8 @@ async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 1);
 
     let log = served.log();
-    let line = log.iter().find(|line| line.contains("message from 127.0.0.1")).expect("a line per message");
-    for field in ["outcome=\"stored\"", "reports=1", "records=6"] {
+    let line = log.iter().find(|line| line.contains("Message handled")).expect("a line per message");
+    for field in ["channel=\"smtp\"", "origin=127.0.0.1", "input=", "outcome=\"stored\"", "reports=1", "records=6"] {
         assert!(line.contains(field), "{field} in {line}");
     }
     assert!(served.stop().success());

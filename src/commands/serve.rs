@@ -16,6 +16,7 @@ use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Se
 use dmarcpipe_store::{InputResult, Outcome, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::connect;
 use crate::cli::ServeArgs;
@@ -136,36 +137,40 @@ struct StoreDelivery {
 
 impl Deliver for StoreDelivery {
     async fn deliver(&self, envelope: Envelope) -> Delivery {
-        let origin = envelope.origin.to_string();
         let bytes = match &envelope.payload {
             Payload::Bytes(bytes) => bytes.len(),
             Payload::File(_) => 0,
         };
-        match self.store.ingest(envelope, &self.limits).await {
-            Ok(result) => {
-                tracing::info!(
-                    input = result.input,
-                    outcome = result.outcome.as_str(),
-                    reports = result.reports_stored,
-                    forensic = result.forensic_stored,
-                    duplicate_reports = result.reports_duplicate,
-                    records = result.records,
-                    messages = result.messages,
-                    bytes,
-                    error = result.error.as_deref().unwrap_or(""),
-                    "message from {origin}"
-                );
-                Delivery::Accepted(acknowledgement(&result))
-            }
-            Err(err) => {
-                if err.is_transient() {
-                    tracing::warn!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
-                } else {
-                    tracing::error!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
+        let span = envelope.span();
+        async move {
+            match self.store.ingest(envelope, &self.limits).await {
+                Ok(result) => {
+                    tracing::Span::current().record("input", result.input);
+                    tracing::info!(
+                        outcome = result.outcome.as_str(),
+                        reports = result.reports_stored,
+                        forensic = result.forensic_stored,
+                        duplicate_reports = result.reports_duplicate,
+                        records = result.records,
+                        messages = result.messages,
+                        bytes,
+                        error = result.error.as_deref().unwrap_or(""),
+                        "Message handled."
+                    );
+                    Delivery::Accepted(acknowledgement(&result))
                 }
-                Delivery::TryLater("Cannot store the message now, try again later".into())
+                Err(err) => {
+                    if err.is_transient() {
+                        tracing::warn!(error = %err, bytes, "Message not stored; the sender is told to retry.");
+                    } else {
+                        tracing::error!(error = %err, bytes, "Message not stored; the sender is told to retry.");
+                    }
+                    Delivery::TryLater("Cannot store the message now, try again later".into())
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 }
 

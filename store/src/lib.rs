@@ -321,10 +321,12 @@ impl Store {
                 }
             };
             let envelope = Envelope::new(Origin::Kept { input }, Payload::Bytes(payload));
-            let (store, reading_limits) = (self.clone(), limits.clone());
-            let route = tokio::task::spawn_blocking(move || Route::again(&store, input, envelope, &reading_limits))
-                .await
-                .map_err(|err| StoreError::Task(err.to_string()))??;
+            let (store, reading_limits, span) = (self.clone(), limits.clone(), tracing::Span::current());
+            let route = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| Route::again(&store, input, envelope, &reading_limits))
+            })
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))??;
             let result = match route {
                 Route::Memory(prepared) => memory::write(self, conn, &[&prepared]).await.and_then(single)?,
                 Route::Stream(streamed) => {

@@ -58,8 +58,8 @@ impl Route {
         if inline {
             return Route::plan_here(store, envelope, limits);
         }
-        let (store, limits) = (store.clone(), limits.clone());
-        tokio::task::spawn_blocking(move || Route::plan_here(&store, envelope, &limits))
+        let (store, limits, span) = (store.clone(), limits.clone(), tracing::Span::current());
+        tokio::task::spawn_blocking(move || span.in_scope(|| Route::plan_here(&store, envelope, &limits)))
             .await
             .map_err(|err| StoreError::Task(err.to_string()))?
     }

@@ -75,8 +75,9 @@ pub(crate) async fn write(
 
     let (sender, mut events) = mpsc::channel(Thresholds::STREAM_QUEUE);
     let sealer = store.sealer().cloned();
-    let reading_limits = limits.clone();
+    let (reading_limits, span) = (limits.clone(), tracing::Span::current());
     let reader = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut sink = StreamSink { events: sender, sealer, found: Inspection::default(), seal_failure: None };
         let _ = read::read(&envelope, &reading_limits, &mut sink);
         // The sender goes with the sink: the writer sees the end of the input.
