@@ -401,6 +401,57 @@ async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPoo
     assert!(served.stop().success());
 }
 
+/// Sends `step(i)` every 100 ms, `steps` times, reading the replies as they come; the first
+/// `421` and the number of steps sent before it, or `None` if the script ran out first.
+fn send_slowly(client: &mut RawClient, steps: usize, step: impl Fn(usize) -> &'static [u8]) -> Option<(usize, String)> {
+    for sent in 0..steps {
+        client.send(step(sent));
+        std::thread::sleep(Duration::from_millis(100));
+        while client.has_reply_waiting() {
+            let reply = client.reply();
+            if reply.starts_with("421 ") {
+                return Some((sent + 1, reply));
+            }
+        }
+    }
+    None
+}
+
+#[sqlx::test]
+async fn clients_that_trickle_bytes_are_cut_off_by_the_line_and_session_deadlines(pool: PgPool) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("dmarcpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nlisten = [\"127.0.0.1:0\"]\nrecipients = [\"{RUA}\"]\ncommand_timeout_seconds = 2\n\
+             data_timeout_seconds = 1\nsession_timeout_seconds = 3\n"
+        ),
+    )
+    .expect("written");
+    let served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+
+    // One byte every 100 ms and never a line end (30 s of script): each byte used to restart
+    // the command timeout, so this client held its session for as long as it liked.
+    let mut dribbler = RawClient::connect(served.smtp);
+    let (sent, reply) = send_slowly(&mut dribbler, 300, |_| b"x").expect("cut off before the script ends");
+    assert_eq!(reply, "421 4.4.2 Timeout waiting for a command, closing the connection");
+    assert!(sent < 300);
+    assert_eq!(dribbler.rest(), "", "and the connection is closed");
+
+    // Complete commands in good time, for ever: the session lifetime (3 s + 1 s here) ends it.
+    let mut chatter = RawClient::connect(served.smtp);
+    let (sent, reply) = send_slowly(&mut chatter, 300, |_| b"NOOP\r\n").expect("cut off before the script ends");
+    assert_eq!(reply, "421 4.4.2 Session time limit reached, closing the connection");
+    assert!(sent < 300);
+    assert_eq!(chatter.rest(), "");
+
+    // The server is as available as before.
+    let transcript = Swaks::to(served.smtp).data(&sample("aggregate/fastmail.eml")).delivered();
+    assert!(transcript.contains("Stored as input 1"), "{transcript}");
+    assert!(served.stop().success());
+}
+
 #[test]
 fn serve_refuses_a_setup_it_cannot_run_and_says_why() {
     let dmarcpipe = Dmarcpipe::without_database();
