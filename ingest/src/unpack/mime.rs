@@ -5,11 +5,12 @@
 //! mail-parser, which decodes `text/*` parts through their charset: a gzip mislabelled
 //! `text/plain` must reach the sniffer byte for byte. HTML parts (Microsoft's "[Preview]"
 //! summaries) are skipped; forwarded messages are walked recursively; ARF feedback reports are
-//! handed to the visitor parsed, with the raw mail.
+//! handed to the visitor parsed, with the raw mail. The MIME limits are checked by
+//! [`super::mime_scan`] before mail-parser sees the mail.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::{Unpacker, Visitor, transfer};
+use super::{Unpacker, Visitor, mime_scan, transfer};
 use crate::error::IngestError;
 use crate::forensic;
 
@@ -19,6 +20,10 @@ pub(super) fn walk<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
+    // mail-parser builds the whole structure at once: refuse one beyond the limits first.
+    if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
+        return unpacker.visitor.problem(location, err);
+    }
     match MessageParser::default().parse(raw) {
         Some(message) => walk_message(unpacker, &message, 0, location, depth),
         None => unpacker.visitor.problem(
@@ -39,15 +44,7 @@ fn walk_message<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
-    if depth > unpacker.limits.max_mime_depth {
-        return unpacker.visitor.problem(
-            location,
-            IngestError::limit(
-                "MIME nesting",
-                format!("{} levels (limits.max_mime_depth)", unpacker.limits.max_mime_depth),
-            ),
-        );
-    }
+    // Its depth is within limits.max_mime_depth: `mime_scan` counted every level of it.
     if let Some(kind) = forensic::classify(message) {
         let report = forensic::parse(message, base, kind);
         return unpacker.visitor.forensic(location, report, message.raw_message());
@@ -71,13 +68,7 @@ fn walk_message<V: Visitor>(
             PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
                 unpacker.mime_parts += 1;
                 if unpacker.mime_parts > unpacker.limits.max_mime_parts {
-                    return unpacker.visitor.problem(
-                        location,
-                        IngestError::limit(
-                            "MIME parts",
-                            format!("{} (limits.max_mime_parts)", unpacker.limits.max_mime_parts),
-                        ),
-                    );
+                    return unpacker.visitor.problem(location, mime_scan::too_many_parts("input", unpacker.limits));
                 }
                 let (decoded, repaired) = decode_part(message, base, part);
                 if repaired {

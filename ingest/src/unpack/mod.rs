@@ -13,6 +13,7 @@
 
 mod decompress;
 pub(crate) mod mime;
+mod mime_scan;
 pub(crate) mod transfer;
 
 use std::fs::File;
