@@ -20,6 +20,11 @@ pub(super) fn walk<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
+    let repaired = cr_line_endings_to_crlf(raw);
+    if repaired.is_some() {
+        unpacker.visitor.warning("line_endings", format!("{location}: lines end in CR alone, read as CRLF"));
+    }
+    let raw = repaired.as_deref().unwrap_or(raw);
     // mail-parser builds the whole structure at once: refuse one beyond the limits first.
     if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
         return unpacker.visitor.problem(location, err);
@@ -31,6 +36,27 @@ pub(super) fn walk<V: Visitor>(
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
     }
+}
+
+/// A mail whose lines end in CR alone (old Mac OS), with every CR made CRLF; `None` for any
+/// other mail. mail-parser finds lines by their LF, so without this such a mail is one long
+/// header line. Told apart by its header section: CRs and not a single LF up to the first
+/// empty line (or in the first 64 KiB without one).
+fn cr_line_endings_to_crlf(raw: &[u8]) -> Option<Vec<u8>> {
+    let head = &raw[..raw.len().min(64 << 10)];
+    let header_end = memchr::memmem::find(head, b"\r\r").unwrap_or(head.len());
+    let header = &head[..header_end];
+    if memchr::memchr(b'\n', header).is_some() || memchr::memchr(b'\r', header).is_none() {
+        return None;
+    }
+    let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (index, &byte) in raw.iter().enumerate() {
+        crlf.push(byte);
+        if byte == b'\r' && raw.get(index + 1) != Some(&b'\n') {
+            crlf.push(b'\n');
+        }
+    }
+    Some(crlf)
 }
 
 /// `base` is where `message.raw_message()` starts in the stream its part offsets refer to:
@@ -122,5 +148,21 @@ pub(crate) fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart
         Encoding::Base64 => transfer::base64(body),
         Encoding::QuotedPrintable => (transfer::quoted_printable(body), false),
         Encoding::None => (body.to_vec(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mails_whose_lines_end_in_cr_alone_are_repaired() {
+        assert_eq!(
+            cr_line_endings_to_crlf(b"From: a@b\rSubject: x\r\rbody\rend").as_deref(),
+            Some(&b"From: a@b\r\nSubject: x\r\n\r\nbody\r\nend"[..])
+        );
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\nSubject: x\n\nbody with a \r in it\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b"), None);
     }
 }
