@@ -357,17 +357,23 @@ async fn a_200000_record_report_does_not_hold_up_a_small_one(pool: PgPool) {
     assert!(served.stop().success());
 }
 
+/// `dmarcpipe serve` with `config` as its configuration file and no flags; the directory of the
+/// file goes with the server.
+fn serve_with_config(pool: &PgPool, config: &str) -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("dmarcpipe.toml");
+    std::fs::write(&file, config).expect("written");
+    let served = Served::start_with(&Dmarcpipe::on(pool).env("DMARCPIPE_CONFIG", path(&file)), &["serve"]);
+    (dir, served)
+}
+
 #[sqlx::test]
 async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPool) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("dmarcpipe.toml");
-    std::fs::write(
-        &config,
+    let (_dir, served) = serve_with_config(
+        &pool,
         "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"mx.config.example\"\n\
          recipients = [\"rua@config.example\"]\nmax_sessions_per_ip = 2\n",
-    )
-    .expect("written");
-    let served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    );
     assert!(served.lmtp.is_none());
     let first = RawClient::connect(served.smtp);
     let second = RawClient::connect(served.smtp);
@@ -421,17 +427,13 @@ fn send_slowly(client: &mut RawClient, steps: usize, step: impl Fn(usize) -> &'s
 
 #[sqlx::test]
 async fn clients_that_trickle_bytes_are_cut_off_by_the_line_and_session_deadlines(pool: PgPool) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("dmarcpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (_dir, served) = serve_with_config(
+        &pool,
+        &format!(
             "[smtp]\nlisten = [\"127.0.0.1:0\"]\nrecipients = [\"{RUA}\"]\ncommand_timeout_seconds = 2\n\
              data_timeout_seconds = 1\nsession_timeout_seconds = 3\n"
         ),
-    )
-    .expect("written");
-    let served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    );
 
     // One byte every 100 ms and never a line end (30 s of script): each byte used to restart
     // the command timeout, so this client held its session for as long as it liked.

@@ -577,7 +577,7 @@ fn declared_size(line: &[u8]) -> Option<u64> {
 mod tests {
     use std::sync::Mutex;
 
-    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, ReadHalf};
 
     use super::*;
     use crate::intake::smtp::Recipients;
@@ -641,17 +641,22 @@ mod tests {
         (client.await.expect("the client ends"), ended)
     }
 
-    /// Sends each script entry as one write and reads every reply until the server closes.
-    async fn client(stream: DuplexStream, script: Vec<String>) -> Vec<String> {
-        let (read, mut write) = tokio::io::split(stream);
-        let reader = tokio::spawn(async move {
+    /// Reads every reply line until the server closes.
+    fn spawn_reader(read: ReadHalf<DuplexStream>) -> tokio::task::JoinHandle<Vec<String>> {
+        tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
             let mut replies = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 replies.push(line);
             }
             replies
-        });
+        })
+    }
+
+    /// Sends each script entry as one write and reads every reply until the server closes.
+    async fn client(stream: DuplexStream, script: Vec<String>) -> Vec<String> {
+        let (read, mut write) = tokio::io::split(stream);
+        let reader = spawn_reader(read);
         for chunk in script {
             if write.write_all(chunk.as_bytes()).await.is_err() {
                 break;
@@ -909,14 +914,7 @@ mod tests {
         let (_stop, shutdown) = watch::channel(false);
         let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
         let (read, mut write) = tokio::io::split(client_side);
-        let reader = tokio::spawn(async move {
-            let mut lines = BufReader::new(read).lines();
-            let mut replies = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                replies.push(line);
-            }
-            replies
-        });
+        let reader = spawn_reader(read);
         let writer = tokio::spawn(async move {
             let mut sent = 0;
             for (pause, bytes) in steps {
