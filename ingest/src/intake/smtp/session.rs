@@ -15,7 +15,8 @@
 //!   once its bytes no longer pay for its time (received bytes count up to the size cap);
 //! - the session ends `session_timeout` + `data_timeout` + `all DATA bytes / data_min_rate`
 //!   seconds after the connection, whatever the client does, so neither an endless series of
-//!   `NOOP`s nor of slow small messages holds a session for ever;
+//!   `NOOP`s nor of slow small messages holds a session for ever (the time the store takes
+//!   to answer for a message is ours, and does not count);
 //! - each single read and write waits at most `command_timeout`.
 //!
 //! A deadline that passes gets `421 4.4.2` and the connection is closed; a message whose
@@ -58,16 +59,18 @@ enum Step {
 pub(super) struct Lifetime {
     started: Instant,
     data_bytes: u64,
+    /// Time spent storing messages: the store's time, not the client's, so it does not count.
+    delivering: Duration,
 }
 
 impl Lifetime {
     pub(super) fn start() -> Self {
-        Lifetime { started: Instant::now(), data_bytes: 0 }
+        Lifetime { started: Instant::now(), data_bytes: 0, delivering: Duration::ZERO }
     }
 
     /// When the session must end.
     pub(super) fn deadline(&self, settings: &SmtpSettings) -> Instant {
-        let fixed = settings.session_timeout.saturating_add(settings.data_timeout);
+        let fixed = settings.session_timeout.saturating_add(settings.data_timeout).saturating_add(self.delivering);
         later(self.started, fixed.saturating_add(allowance(self.data_bytes, settings)))
     }
 }
@@ -434,7 +437,10 @@ impl<'a, D: Deliver> Session<'a, D> {
                 },
                 Payload::Bytes(message),
             );
-            match self.deliver.deliver(envelope).await {
+            let delivering = Instant::now();
+            let delivery = self.deliver.deliver(envelope).await;
+            self.lifetime.delivering = self.lifetime.delivering.saturating_add(delivering.elapsed());
+            match delivery {
                 Delivery::Accepted(text) => self.each_recipient(recipients, 250, "2.0.0", &text),
                 Delivery::TryLater(text) => self.each_recipient(recipients, 451, "4.3.0", &text),
             }
@@ -582,14 +588,16 @@ mod tests {
     use super::*;
     use crate::intake::smtp::Recipients;
 
-    /// Keeps what it is given and answers as told.
+    /// Keeps what it is given and answers as told, after `delay`.
     struct Recorder {
         messages: Mutex<Vec<Envelope>>,
         answer: Delivery,
+        delay: Duration,
     }
 
     impl Deliver for Recorder {
         async fn deliver(&self, envelope: Envelope) -> Delivery {
+            tokio::time::sleep(self.delay).await;
             self.messages.lock().expect("not poisoned").push(envelope);
             self.answer.clone()
         }
@@ -597,7 +605,11 @@ mod tests {
 
     impl Recorder {
         fn accepting() -> Self {
-            Recorder { messages: Mutex::new(Vec::new()), answer: Delivery::Accepted("stored as input 1".into()) }
+            Recorder::answering(Delivery::Accepted("stored as input 1".into()))
+        }
+
+        fn answering(answer: Delivery) -> Self {
+            Recorder { messages: Mutex::new(Vec::new()), answer, delay: Duration::ZERO }
         }
 
         fn bodies(&self) -> Vec<Vec<u8>> {
@@ -766,8 +778,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_delivery_is_a_temporary_failure() {
-        let recorder =
-            Recorder { messages: Mutex::new(Vec::new()), answer: Delivery::TryLater("database down".into()) };
+        let recorder = Recorder::answering(Delivery::TryLater("database down".into()));
         let script = ["HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\n", "x\r\n.\r\nQUIT\r\n"];
         let (replies, _) = converse(&settings(), &recorder, Protocol::Smtp, &script, false).await;
         assert!(replies.contains(&"451 4.3.0 database down".to_owned()), "{replies:?}");
@@ -908,8 +919,7 @@ mod tests {
 
     /// Runs a session against a client that writes each `(pause, bytes)` step after its
     /// pause, on paused time (tokio advances the clock whenever everyone waits).
-    async fn converse_slowly(settings: &SmtpSettings, steps: Vec<(Duration, Vec<u8>)>) -> Timed {
-        let recorder = Recorder::accepting();
+    async fn converse_slowly(settings: &SmtpSettings, recorder: &Recorder, steps: Vec<(Duration, Vec<u8>)>) -> Timed {
         let (mut server_side, client_side) = tokio::io::duplex(1 << 20);
         let (_stop, shutdown) = watch::channel(false);
         let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
@@ -927,7 +937,7 @@ mod tests {
             sent
         });
         let started = Instant::now();
-        let mut session = Session::new(settings, &recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
+        let mut session = Session::new(settings, recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
         let ended = session.run(&mut server_side, true).await.expect("the session runs");
         let elapsed = started.elapsed();
         drop(server_side);
@@ -949,7 +959,7 @@ mod tests {
         // 2,000 bytes, one every 10 s, never a line end: 20,000 s if let run.
         steps.extend((0..2000).map(|_| step(10, b"x")));
         let total = steps.len();
-        let timed = converse_slowly(&settings, steps).await;
+        let timed = converse_slowly(&settings, &Recorder::accepting(), steps).await;
         assert_eq!(timed.ended, Ended::Closed);
         assert_eq!(
             timed.replies.last().map(String::as_str),
@@ -970,7 +980,7 @@ mod tests {
         settings.data_timeout = Duration::from_secs(60);
         let mut steps = vec![step(0, b"EHLO c\r\n")];
         steps.extend((0..1000).map(|_| step(25, b"NOOP\r\n")));
-        let timed = converse_slowly(&settings, steps).await;
+        let timed = converse_slowly(&settings, &Recorder::accepting(), steps).await;
         assert_eq!(
             timed.replies.last().map(String::as_str),
             Some("421 4.4.2 Session time limit reached, closing the connection"),
@@ -1001,7 +1011,7 @@ mod tests {
         let line = format!("{}\r\n", "x".repeat(98));
         steps.extend((0..200).map(|_| step(1, line.repeat(20).as_bytes())));
         steps.push(step(1, b".\r\nQUIT\r\n"));
-        let timed = converse_slowly(&slow_link_settings(), steps).await;
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
         assert_eq!(codes(&timed.replies), ["220", "250", "250", "250", "354", "250", "221"], "{:?}", timed.replies);
         assert_eq!(timed.delivered, 1);
         assert!(timed.elapsed > Duration::from_secs(200));
@@ -1012,7 +1022,7 @@ mod tests {
         let mut steps = vec![step(0, ENVELOPE), step(0, b"DATA\r\n")];
         steps.extend((0..10_000).map(|_| step(1, b"x")));
         let total = steps.len();
-        let timed = converse_slowly(&slow_link_settings(), steps).await;
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
         assert_eq!(
             timed.replies.last().map(String::as_str),
             Some("421 4.4.2 Timeout receiving the message, closing the connection"),
@@ -1038,7 +1048,7 @@ mod tests {
         for _ in 0..50 {
             steps.extend(message.iter().cloned());
         }
-        let timed = converse_slowly(&slow_link_settings(), steps).await;
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
         assert_eq!(
             timed.replies.last().map(String::as_str),
             Some("421 4.4.2 Timeout receiving the message, closing the connection"),
@@ -1047,5 +1057,18 @@ mod tests {
         );
         assert_eq!(timed.delivered, 4, "160 s hold four messages of 40 s");
         assert!(timed.elapsed < Duration::from_secs(161), "{:?}", timed.elapsed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_the_store_takes_does_not_count_against_the_session() {
+        // The store takes 300 s for the message, longer than the whole 160 s lifetime of a
+        // session that carried few bytes: the client can still go on and say QUIT.
+        let mut recorder = Recorder::accepting();
+        recorder.delay = Duration::from_secs(300);
+        let steps =
+            vec![step(0, ENVELOPE), step(0, b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n"), step(301, b"QUIT\r\n")];
+        let timed = converse_slowly(&slow_link_settings(), &recorder, steps).await;
+        assert_eq!(codes(&timed.replies), ["220", "250", "250", "250", "354", "250", "221"], "{:?}", timed.replies);
+        assert_eq!(timed.delivered, 1);
     }
 }
