@@ -92,6 +92,8 @@ fn settings(config: &FileConfig, args: &ServeArgs, limits: &Limits) -> Result<(S
     let seconds = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
     settings.command_timeout = seconds(section.command_timeout_seconds, settings.command_timeout);
     settings.data_timeout = seconds(section.data_timeout_seconds, settings.data_timeout);
+    settings.session_timeout = seconds(section.session_timeout_seconds, settings.session_timeout);
+    settings.data_min_rate = section.data_min_bytes_per_second.unwrap_or(settings.data_min_rate).max(1);
     settings.shutdown_grace = seconds(section.shutdown_grace_seconds, settings.shutdown_grace);
     settings.max_recipients = section.max_recipients.unwrap_or(settings.max_recipients).max(1);
     settings.max_sessions = section.max_sessions.unwrap_or(settings.max_sessions).max(1);

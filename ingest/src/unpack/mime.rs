@@ -5,12 +5,13 @@
 //! mail-parser, which decodes `text/*` parts through their charset: a gzip mislabelled
 //! `text/plain` must reach the sniffer byte for byte. HTML parts (Microsoft's "[Preview]"
 //! summaries) are skipped; forwarded messages are walked recursively; every message is first
-//! offered whole to the visitor, which takes failure reports that way.
+//! offered whole to the visitor, which takes failure reports that way. The MIME limits are
+//! checked by [`super::mime_scan`] before mail-parser sees the mail.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::transfer::decode_part;
-use super::{Unpacker, Visitor};
+use super::{Unpacker, Visitor, mime_scan};
 use crate::error::IngestError;
 
 pub(super) fn walk<V: Visitor>(
@@ -19,6 +20,15 @@ pub(super) fn walk<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
+    let repaired = cr_line_endings_to_crlf(raw);
+    if repaired.is_some() {
+        unpacker.visitor.warning("line_endings", format!("{location}: lines end in CR alone, read as CRLF"));
+    }
+    let raw = repaired.as_deref().unwrap_or(raw);
+    // mail-parser builds the whole structure at once: refuse one beyond the limits first.
+    if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
+        return unpacker.visitor.problem(location, err);
+    }
     match MessageParser::default().parse(raw) {
         Some(message) => walk_message(unpacker, &message, 0, location, depth),
         None => unpacker.visitor.problem(
@@ -26,6 +36,27 @@ pub(super) fn walk<V: Visitor>(
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
     }
+}
+
+/// A mail whose lines end in CR alone (old Mac OS), with every CR made CRLF; `None` for any
+/// other mail. mail-parser finds lines by their LF, so without this such a mail is one long
+/// header line. Told apart by its header section: CRs and not a single LF up to the first
+/// empty line (or in the first 64 KiB without one).
+fn cr_line_endings_to_crlf(raw: &[u8]) -> Option<Vec<u8>> {
+    let head = &raw[..raw.len().min(64 << 10)];
+    let header_end = memchr::memmem::find(head, b"\r\r").unwrap_or(head.len());
+    let header = &head[..header_end];
+    if memchr::memchr(b'\n', header).is_some() || memchr::memchr(b'\r', header).is_none() {
+        return None;
+    }
+    let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (index, &byte) in raw.iter().enumerate() {
+        crlf.push(byte);
+        if byte == b'\r' && raw.get(index + 1) != Some(&b'\n') {
+            crlf.push(b'\n');
+        }
+    }
+    Some(crlf)
 }
 
 /// `base` is where `message.raw_message()` starts in the stream its part offsets refer to:
@@ -39,15 +70,7 @@ fn walk_message<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
-    if depth > unpacker.limits.max_mime_depth {
-        return unpacker.visitor.problem(
-            location,
-            IngestError::limit(
-                "MIME nesting",
-                format!("{} levels (limits.max_mime_depth)", unpacker.limits.max_mime_depth),
-            ),
-        );
-    }
+    // Its depth is within limits.max_mime_depth: `mime_scan` counted every level of it.
     if unpacker.visitor.message(location, message, base)? {
         return Ok(());
     }
@@ -70,13 +93,7 @@ fn walk_message<V: Visitor>(
             PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
                 unpacker.mime_parts += 1;
                 if unpacker.mime_parts > unpacker.limits.max_mime_parts {
-                    return unpacker.visitor.problem(
-                        location,
-                        IngestError::limit(
-                            "MIME parts",
-                            format!("{} (limits.max_mime_parts)", unpacker.limits.max_mime_parts),
-                        ),
-                    );
+                    return unpacker.visitor.problem(location, mime_scan::too_many_parts("input", unpacker.limits));
                 }
                 let (decoded, repaired) = decode_part(message, base, part);
                 if repaired {
@@ -105,5 +122,20 @@ fn describe(part: &MessagePart<'_>, index: usize) -> String {
     match part.attachment_name() {
         Some(name) => format!("part {index} ({content_type} \"{name}\")"),
         None => format!("part {index} ({content_type})"),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mails_whose_lines_end_in_cr_alone_are_repaired() {
+        assert_eq!(
+            cr_line_endings_to_crlf(b"From: a@b\rSubject: x\r\rbody\rend").as_deref(),
+            Some(&b"From: a@b\r\nSubject: x\r\n\r\nbody\r\nend"[..])
+        );
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\nSubject: x\n\nbody with a \r in it\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b"), None);
     }
 }

@@ -14,6 +14,7 @@
 
 mod decompress;
 pub(crate) mod mime;
+mod mime_scan;
 pub(crate) mod transfer;
 
 use std::fs::File;
@@ -110,10 +111,7 @@ fn sniff(head: &[u8]) -> Content {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") || head.starts_with(b"PK\x07\x08") {
         return Content::Zip;
     }
-    if head.starts_with(&[0xFF, 0xFE, b'<', 0])
-        || head.starts_with(&[0xFE, 0xFF, 0, b'<'])
-        || head.starts_with(&[b'<', 0])
-    {
+    if crate::charset::utf16_xml(head).is_some() {
         return Content::Xml;
     }
     let text = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
@@ -390,6 +388,12 @@ mod tests {
         assert_eq!(sniff(b"From: a@b.example\r\nTo: c@d.example\r\n"), Content::Mail);
         assert_eq!(sniff(b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\nReturn-Path: <>\n"), Content::Mail);
         assert_eq!(sniff(b"unused"), Content::Text);
+        // UTF-16 XML, big- and little-endian, with and without a byte order mark.
+        assert_eq!(sniff(b"\0<\0?\0x\0m\0l"), Content::Xml);
+        assert_eq!(sniff(b"\0\n\0<\0f\0e\0e\0d"), Content::Xml);
+        assert_eq!(sniff(b"<\0?\0x\0m\0l\0"), Content::Xml);
+        assert_eq!(sniff(b"\xFE\xFF\0<\0?"), Content::Xml);
+        assert_eq!(sniff(b"\xFF\xFE<\0?\0"), Content::Xml);
         assert_eq!(sniff(b"\x00\x01\x02"), Content::Binary);
     }
 
