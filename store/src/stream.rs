@@ -6,6 +6,7 @@
 //! written a batch at a time; a report that outgrows [`Thresholds::STREAM_RECORDS`] is offered
 //! by its header first, and when it is new its records go into `COPY` as they are parsed,
 //! inside a savepoint, so that a failure in its middle undoes that report and nothing else.
+//! Failure and TLS reports are held, and written at the end of the input.
 //! The two sides talk over a bounded channel, so memory stays flat whatever the report's size;
 //! the rollup sums of a report with very many sources are handed over part by part.
 
@@ -16,6 +17,7 @@ use dmarcpipe_ingest::forensic::ForensicReport;
 use dmarcpipe_ingest::inspect::{ContainerWarning, Found, Inspection};
 use dmarcpipe_ingest::model::{AggregateReport, ReportHeader, ReportSummary};
 use dmarcpipe_ingest::read::{self, Item, Sink};
+use dmarcpipe_ingest::tlsrpt::TlsReport;
 use sqlx::{Acquire, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,7 +31,7 @@ use crate::rollup::{RollupSums, SOURCES_COPY};
 use crate::route::Thresholds;
 use crate::rows::{RecordRow, Stamp};
 use crate::seal::{SealError, Sealer};
-use crate::write::{self, Claim};
+use crate::write::{self, Claim, Wanted};
 use crate::{Store, single};
 
 /// What the reading thread hands over.
@@ -49,6 +51,8 @@ enum Event {
     Broken,
     /// A failure report with its sealed mail.
     Forensic(Box<ForensicReport>, Option<Vec<u8>>),
+    /// An SMTP TLS report.
+    Tls(Box<TlsReport>),
 }
 
 /// The writer is gone (it failed, and says why): stop reading.
@@ -63,7 +67,7 @@ pub(crate) async fn write(
     envelope: Envelope,
     limits: &Limits,
 ) -> Result<InputResult, StoreError> {
-    let (ledger, _) = Ledger::open(conn, &[&target], &[0], &[0]).await?;
+    let (ledger, _) = Ledger::open(conn, &[&target], &[Wanted::default()]).await?;
     let received_at = ledger::received_at(&target);
     if ledger.entries[0].identical.is_some() {
         // The very same bytes came before: no need to read them again.
@@ -85,7 +89,15 @@ pub(crate) async fn write(
         (envelope, found, seal_failure)
     });
 
-    let mut writer = Writer { store, ledger, received_at, reports: Vec::new(), held_records: 0, forensic: Vec::new() };
+    let mut writer = Writer {
+        store,
+        ledger,
+        received_at,
+        reports: Vec::new(),
+        held_records: 0,
+        forensic: Vec::new(),
+        tls: Vec::new(),
+    };
     let written = writer.run(conn, &mut events).await;
     // Whatever happened, the reader stops at its next event once `events` is gone.
     drop(events);
@@ -95,10 +107,8 @@ pub(crate) async fn write(
         return Err(err.into());
     }
     writer.flush(conn).await?;
-    let Writer { mut ledger, forensic, .. } = writer;
-    if !forensic.is_empty() {
-        ledger_forensic(&mut ledger, conn, &forensic, received_at).await?;
-    }
+    let Writer { mut ledger, forensic, tls, .. } = writer;
+    write_held(&mut ledger, conn, &forensic, &tls, received_at).await?;
 
     let mut notes = Vec::new();
     if store.sealer().is_none() && !forensic.is_empty() {
@@ -119,17 +129,24 @@ pub(crate) async fn write(
     single(ledger.finish(conn, &[closing]).await?)
 }
 
-async fn ledger_forensic(
+/// Writes the failure and TLS reports held until the end of the input.
+async fn write_held(
     ledger: &mut Ledger,
     conn: &mut PgConnection,
     forensic: &[(Box<ForensicReport>, Option<Vec<u8>>)],
+    tls: &[TlsReport],
     received_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let allocated = write::allocate(conn, &[None], &[0], &[forensic.len()]).await?;
-    let ids = allocated.into_iter().next().map(|slot| slot.forensic).unwrap_or_default();
+    if forensic.is_empty() && tls.is_empty() {
+        return Ok(());
+    }
+    let wanted = Wanted { forensic: forensic.len(), tls: tls.len(), ..Wanted::default() };
+    let ids = write::allocate(conn, &[None], &[wanted]).await?.pop().unwrap_or_default();
     let offered: Vec<_> =
-        forensic.iter().zip(ids).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
-    ledger.write_forensic(conn, &offered, &[received_at]).await
+        forensic.iter().zip(ids.forensic).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
+    ledger.write_forensic(conn, &offered, &[received_at]).await?;
+    let offered: Vec<_> = tls.iter().zip(ids.tls).map(|(report, id)| (0, report, id)).collect();
+    ledger.write_tls(conn, &offered, &[received_at]).await
 }
 
 /// The writing side.
@@ -141,6 +158,7 @@ struct Writer<'s> {
     reports: Vec<AggregateReport>,
     held_records: usize,
     forensic: Vec<(Box<ForensicReport>, Option<Vec<u8>>)>,
+    tls: Vec<TlsReport>,
 }
 
 impl Writer<'_> {
@@ -159,6 +177,7 @@ impl Writer<'_> {
                     self.stream_report(conn, &header, answer, events).await?;
                 }
                 Event::Forensic(report, sealed) => self.forensic.push((report, sealed)),
+                Event::Tls(report) => self.tls.push(*report),
                 Event::Records(_) | Event::Sources(_) | Event::End(_) | Event::Broken => {
                     return Err(StoreError::Task("records of a report that was not offered".into()));
                 }
@@ -174,8 +193,8 @@ impl Writer<'_> {
         }
         let reports = std::mem::take(&mut self.reports);
         self.held_records = 0;
-        let allocated = write::allocate(conn, &[None], &[reports.len()], &[0]).await?;
-        let ids = allocated.into_iter().next().map(|slot| slot.reports).unwrap_or_default();
+        let wanted = Wanted { reports: reports.len(), ..Wanted::default() };
+        let ids = write::allocate(conn, &[None], &[wanted]).await?.pop().map(|slot| slot.reports).unwrap_or_default();
         let offered: Vec<_> = reports.iter().zip(ids).map(|(report, id)| (0, report, id)).collect();
         self.ledger.write_reports(conn, self.store, &offered, &[self.received_at]).await
     }
@@ -189,13 +208,13 @@ impl Writer<'_> {
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(), StoreError> {
         self.store.ensure_partitions([header.date_begin]).await?;
-        let allocated = write::allocate(conn, &[None], &[1], &[0]).await?;
+        let allocated = write::allocate(conn, &[None], &[Wanted { reports: 1, ..Wanted::default() }]).await?;
         let id = allocated.first().and_then(|slot| slot.reports.first().copied());
         let id = id.ok_or_else(|| StoreError::Data("no id for a report".into()))?;
         let input = self.ledger.entries[0].id;
         let mut savepoint = conn.begin().await?;
         let row = aggregate::report_row(id, input, header, None, self.received_at);
-        let claim = write::claim::<_, RecordRow<'_>>(&mut savepoint, &[row], &[]).await?.pop();
+        let claim = write::claim::<_, &[RecordRow<'_>]>(&mut savepoint, &[row], &[]).await?.pop();
         if let Some(Claim::Existing(original)) = claim {
             // Stored before: the rest of the document need not be read.
             savepoint.commit().await?;
@@ -223,7 +242,7 @@ impl Writer<'_> {
                     savepoint.rollback().await?;
                     return Ok(());
                 }
-                Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..)) => {
+                Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..) | Event::Tls(_)) => {
                     return Err(StoreError::Task("a report began inside another".into()));
                 }
                 None => return Err(StoreError::Task("the reading of a report stopped without an end".into())),
@@ -352,6 +371,7 @@ impl Sink for StreamSink {
                 };
                 self.send(Event::Forensic(report, sealed))
             }
+            Item::Tls(report) => self.send(Event::Tls(report)),
             Item::NotReport(what) => {
                 self.found.skipped.push(Found { location: location.to_owned(), content: what });
                 Ok(())

@@ -1,0 +1,110 @@
+//! SMTP TLS reports (RFC 8460): the JSON reports that senders enforcing MTA-STS or DANE send
+//! to the `rua=` of a domain's `_smtp._tls` record, often the DMARC report mailbox.
+//!
+//! Input: one JSON document as a `BufRead`, as the unpacker finds it (plain, gzip, in any
+//! part of a mail, in a file, mbox, maildir or SMTP message: content decides, never names or
+//! types). Output: [`Opened::Report`] with a normalized [`TlsReport`] and its warnings,
+//! [`Opened::NotTlsReport`] for JSON (or text that merely starts like JSON) that is not a TLS
+//! report, or an [`IngestError`] for a TLS report that cannot be read, saying why.
+//!
+//! Limits ([`TlsLimits`]): the document is read into memory only up to a size cap, and
+//! refused as soon as its nesting, the members of one array or object, or its number of values
+//! exceed their caps (module `bounded`), so that a JSON bomb stops early in bounded memory;
+//! the numbers of policies and of failure details are capped too. A document over a limit is
+//! an error whatever it claims to be, as a decompression bomb is.
+//!
+//! Invariants: a report has an organization, a report id and a date range with begin <= end
+//! (its natural key); every count is a non-negative integer; whatever was normalized or not
+//! understood is in the `raw` lists beside the values, and a warning says so.
+
+mod bounded;
+mod model;
+mod node;
+mod parser;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::io::BufRead;
+
+pub use bounded::TlsLimits;
+pub use model::{FailureDetail, PolicyType, ResultType, TlsPolicy, TlsReport};
+
+use crate::error::IngestError;
+use crate::model::Warnings;
+use node::Node;
+
+/// What a JSON document turned out to be.
+#[derive(Debug)]
+pub enum Opened {
+    /// An SMTP TLS report.
+    Report(Box<TlsReport>),
+    /// Something else; says what.
+    NotTlsReport(String),
+}
+
+/// Reads one JSON document; see the module documentation.
+pub fn parse(reader: &mut dyn BufRead, limits: &TlsLimits) -> Result<Opened, IngestError> {
+    let mut warnings = Warnings::new();
+    // The bytes are dropped once the JSON value is built, before the report is: the three
+    // never sit in memory together.
+    let value = match json_value(bounded::read_json(reader, limits)?, &mut warnings)? {
+        Ok(value) => value,
+        Err(what) => return Ok(Opened::NotTlsReport(what)),
+    };
+    let object = match value {
+        Node::Object(object) if parser::is_tls_report(&object) => object,
+        Node::Object(_) => return Ok(Opened::NotTlsReport("JSON, not a report".into())),
+        _ => return Ok(Opened::NotTlsReport("JSON, not a report (not an object)".into())),
+    };
+    parser::ReportReader::new(limits, warnings).report(&object).map(|report| Opened::Report(Box::new(report)))
+}
+
+/// The document as a JSON value; `Ok(Err(what))` for text that is not JSON and not meant
+/// to be a TLS report either.
+fn json_value(bytes: Vec<u8>, warnings: &mut Warnings) -> Result<Result<Node, String>, IngestError> {
+    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => {
+            warnings.add("encoding", "byte order mark removed");
+            rest
+        }
+        None => &bytes[..],
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => {
+            // I-JSON is UTF-8; a stray byte in a free-text member is not worth a report.
+            let text = String::from_utf8_lossy(bytes);
+            let replaced = text.chars().filter(|&c| c == char::REPLACEMENT_CHARACTER).count();
+            warnings.add("invalid_utf8", format!("{replaced} byte sequences that are not UTF-8 replaced"));
+            text
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) if looks_like_tls_report(&text) => Err(IngestError::invalid(format!(
+            "the TLS report is not valid JSON (line {}, column {}): {}",
+            err.line(),
+            err.column(),
+            reason(&err)
+        ))),
+        Err(_) => {
+            let first = text.trim_start().chars().next().unwrap_or(' ');
+            Ok(Err(format!("text starting with `{first}` that is not JSON")))
+        }
+    }
+}
+
+/// Whether text that is not valid JSON was meant to be a TLS report.
+fn looks_like_tls_report(text: &str) -> bool {
+    parser::REPORT_MEMBERS.iter().any(|member| text.contains(&format!("\"{member}\"")))
+}
+
+/// serde_json's message without its own position suffix (we give line and column).
+fn reason(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    }
+}
