@@ -257,8 +257,9 @@ impl Ledger {
     }
 }
 
-/// Reports offered to the database once per natural key: a report that repeats one before it
-/// in the same transaction is not offered (the database could not tell which input has it).
+/// Reports offered to the database once per natural key (a claim takes reports whose keys
+/// differ): a report that repeats one before it in the same transaction is not offered, and is
+/// a duplicate of the input of the first when that one is written now.
 struct Offer {
     /// The positions of the reports offered, in order.
     offered: Vec<usize>,

@@ -36,7 +36,7 @@ pub async fn ingest_case(
     outcome: Outcome,
     failures: &mut Vec<String>,
 ) -> Option<(String, InputResult)> {
-    // Not the rollup queue of the first schema: no test here reads it, and later schemas drop it.
+    // The shared vectors share natural keys: each file starts from empty tables.
     sqlx::query(
         "TRUNCATE inputs, input_payloads, aggregate_reports, aggregate_records, aggregate_rollup_daily, \
          aggregate_rollup_sources, forensic_reports, forensic_samples, tls_reports CASCADE",
