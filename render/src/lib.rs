@@ -2,8 +2,9 @@
 //!
 //! The caller builds a [`Table`] (named columns, typed cells) from whatever rows it has; this
 //! crate formats it as an aligned terminal table, CSV (RFC 4180, header row first) or JSON (an
-//! array of objects keyed by column name, numbers as numbers). A share (a fraction such as a
-//! failure rate) is a percentage in a terminal table and the fraction itself in CSV and JSON.
+//! array of objects keyed by column name, numbers as numbers, beyond 64 bits as strings). A
+//! share (a fraction such as a failure rate) is a percentage in a terminal table and the
+//! fraction itself in CSV and JSON.
 
 use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
@@ -12,7 +13,8 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Text(String),
-    Int(i64),
+    /// A whole number; sums of counts can exceed 64 bits.
+    Int(i128),
     /// A fraction of a whole (0.0537 is 5.37 %).
     Share(f64),
     Null,
@@ -32,6 +34,12 @@ impl From<String> for Cell {
 
 impl From<i64> for Cell {
     fn from(value: i64) -> Self {
+        Cell::Int(value.into())
+    }
+}
+
+impl From<i128> for Cell {
+    fn from(value: i128) -> Self {
         Cell::Int(value)
     }
 }
@@ -63,7 +71,9 @@ impl Cell {
     fn json(&self) -> Value {
         match self {
             Cell::Text(text) => Value::String(text.clone()),
-            Cell::Int(value) => Value::from(*value),
+            // JSON numbers as 64-bit integers where they fit (what JSON readers take), else the
+            // digits as a string.
+            Cell::Int(value) => i64::try_from(*value).map_or_else(|_| Value::String(value.to_string()), Value::from),
             Cell::Share(fraction) => Value::from(*fraction),
             Cell::Null => Value::Null,
         }
@@ -178,7 +188,7 @@ mod tests {
 
     fn sample() -> Table {
         let mut table = Table::new(["source", "messages"]);
-        table.push(vec!["192.0.2.1".into(), 1200.into()]);
+        table.push(vec!["192.0.2.1".into(), 1200i64.into()]);
         table.push(vec!["a, \"quoted\" name".into(), Cell::Null]);
         table
     }

@@ -89,15 +89,15 @@ async fn rollup_table(
         let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
         let mut cells = vec![
             Cell::from(row.key),
-            row.messages.into(),
-            row.dmarc_pass.into(),
-            row.dmarc_fail.into(),
-            row.disposition_none.into(),
-            row.disposition_quarantine.into(),
-            row.disposition_reject.into(),
-            row.dkim_aligned.into(),
-            row.spf_aligned.into(),
-            row.records.into(),
+            row.messages.0.into(),
+            row.dmarc_pass.0.into(),
+            row.dmarc_fail.0.into(),
+            row.disposition_none.0.into(),
+            row.disposition_quarantine.0.into(),
+            row.disposition_reject.0.into(),
+            row.dkim_aligned.0.into(),
+            row.spf_aligned.0.into(),
+            row.records.0.into(),
         ];
         cells.extend(forensic);
         table.push(cells);

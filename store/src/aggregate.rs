@@ -8,7 +8,7 @@ use dmarcpipe_ingest::model::{Record, ReportHeader, ReportSummary, Schema, Warni
 use sqlx::PgConnection;
 
 use crate::error::StoreError;
-use crate::rows::{RecordRow, ReportRow, Stamp, copy_statement};
+use crate::rows::{RecordRow, ReportRow, Stamp, copy_statement, storable, storable_json};
 
 /// `COPY aggregate_records (...) FROM STDIN`, for the records of large reports.
 pub(crate) static RECORDS_COPY: LazyLock<String> =
@@ -129,7 +129,7 @@ pub(crate) async fn complete_streamed_report(
 
 /// A report's warnings as JSON (aggregate and TLS reports).
 pub(crate) fn warnings_json(warnings: &[Warning]) -> serde_json::Value {
-    serde_json::to_value(warnings).unwrap_or_else(|_| serde_json::json!([]))
+    storable_json(serde_json::to_value(warnings).unwrap_or_else(|_| serde_json::json!([])))
 }
 
 /// The DKIM and SPF results after the first of each kind, for `auth_more`.
@@ -144,7 +144,7 @@ fn auth_more(record: &Record) -> Option<serde_json::Value> {
     if record.spf.len() > 1 {
         more.insert("spf".into(), serde_json::to_value(&record.spf[1..]).unwrap_or_default());
     }
-    Some(serde_json::Value::Object(more))
+    Some(storable_json(serde_json::Value::Object(more)))
 }
 
 /// The original text of normalized values, keyed by field path (of records, and of TLS
@@ -152,7 +152,9 @@ fn auth_more(record: &Record) -> Option<serde_json::Value> {
 pub(crate) fn raw_json(raw: &[(String, String)]) -> Option<serde_json::Value> {
     (!raw.is_empty()).then(|| {
         serde_json::Value::Object(
-            raw.iter().map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone()))).collect(),
+            raw.iter()
+                .map(|(key, value)| (key.clone(), serde_json::Value::String(storable(value).into_owned())))
+                .collect(),
         )
     })
 }

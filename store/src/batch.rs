@@ -52,7 +52,9 @@ pub(crate) async fn write_together(store: &Store, inputs: Vec<Prepared>) -> Vec<
     }
     together.append(&mut alone);
     for (position, prepared) in together {
-        results[position] = Some(write(store, &[&prepared]).await.and_then(single));
+        let written = write(store, &[&prepared]).await.and_then(single);
+        let result = store.refused_if_permanent(written, &prepared.target, &prepared.envelope, &prepared.limits).await;
+        results[position] = Some(result);
     }
     results
         .into_iter()

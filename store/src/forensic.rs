@@ -13,7 +13,7 @@ use sha2::Digest;
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::StoreError;
-use crate::rows::ForensicReportRow;
+use crate::rows::{ForensicReportRow, storable_json};
 
 /// The row of a failure report; `sealed` is its sealed mail (`None` when no recipient is
 /// configured), of which the row keeps the hash and size.
@@ -51,7 +51,7 @@ pub(crate) fn report_row<'a>(
             OriginalPart::Headers => "headers",
             OriginalPart::InText => "in_text",
         }),
-        warnings: serde_json::to_value(&report.warnings).unwrap_or_default(),
+        warnings: storable_json(serde_json::to_value(&report.warnings).unwrap_or_default()),
         sealed_sha256: sealed.map(|sealed| sha2::Sha256::digest(sealed).to_vec()),
         sealed_size: sealed.map(|sealed| sealed.len() as i32),
     }

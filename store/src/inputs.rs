@@ -8,9 +8,10 @@ use dmarcpipe_ingest::{IngestError, Limits};
 use sqlx::PgConnection;
 
 use crate::error::StoreError;
-use crate::outcome::InputOutcome;
-use crate::rows::InputRow;
+use crate::outcome::{InputOutcome, InputResult};
+use crate::rows::{InputRow, PayloadRow, storable};
 use crate::seal::Sealer;
+use crate::write;
 
 /// Where and when an input arrived.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl Provenance {
     pub fn of(envelope: &Envelope) -> Result<Provenance, IngestError> {
         Ok(Provenance {
             channel: envelope.origin.channel(),
-            origin: envelope.origin.to_string(),
+            origin: storable(&envelope.origin.to_string()).into_owned(),
             fingerprint: envelope.fingerprint()?,
             received_at: envelope.received_at,
         })
@@ -105,4 +106,33 @@ pub(crate) async fn take_kept(conn: &mut PgConnection, input: i64) -> Result<Opt
     .bind(input)
     .fetch_optional(&mut *conn)
     .await?)
+}
+
+/// Records a new input that the database refused for a reason of its data (see
+/// [`InputOutcome::refused`]), with its bytes kept sealed, so that the source need not retry
+/// for ever and `reprocess` can run it after a fix.
+pub(crate) async fn record_refused(
+    conn: &mut PgConnection,
+    provenance: &Provenance,
+    envelope: &Envelope,
+    limits: &Limits,
+    sealer: Option<&Sealer>,
+    reason: &str,
+) -> Result<InputResult, StoreError> {
+    let digest = &provenance.fingerprint.sha256[..];
+    let id = write::allocate(conn, &[Some(digest)], &[write::Wanted::default()])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|slot| slot.input)
+        .ok_or_else(|| StoreError::Data("no id for a new input".into()))?;
+    let (payload, notes) = match payload_to_keep(envelope, limits, sealer) {
+        Ok(payload) => (Some(payload), Vec::new()),
+        Err(note) => (None, vec![note]),
+    };
+    let outcome = InputOutcome::refused(reason, &notes);
+    let payloads: Vec<PayloadRow<'_>> =
+        payload.as_deref().map(|payload| PayloadRow { input: id, sealed: true, payload }).into_iter().collect();
+    write::finish(conn, &[input_row(id, provenance, &outcome)], &payloads, &[], &[]).await?;
+    Ok(InputResult::new(id, &outcome))
 }

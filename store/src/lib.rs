@@ -89,11 +89,14 @@ struct Inner {
 
 /// A [`Store`] that does not keep it alive (for its own writers).
 #[derive(Debug, Clone)]
-pub(crate) struct WeakStore(Weak<Inner>);
+pub(crate) struct WeakStore {
+    inner: Weak<Inner>,
+    sealer: Option<Arc<Sealer>>,
+}
 
 impl WeakStore {
     pub fn upgrade(&self) -> Option<Store> {
-        self.0.upgrade().map(|inner| Store { inner, sealer: None })
+        self.inner.upgrade().map(|inner| Store { inner, sealer: self.sealer.clone() })
     }
 }
 
@@ -260,7 +263,7 @@ impl Store {
     }
 
     pub(crate) fn downgrade(&self) -> WeakStore {
-        WeakStore(Arc::downgrade(&self.inner))
+        WeakStore { inner: Arc::downgrade(&self.inner), sealer: self.sealer.clone() }
     }
 
     /// Writes an input on the streaming route, in a transaction of its own.
@@ -270,7 +273,34 @@ impl Store {
         envelope: Envelope,
         limits: &Limits,
     ) -> Result<InputResult, StoreError> {
-        self.in_transaction(async |conn| stream::write(self, conn, target, envelope, limits).await).await
+        let envelope = Arc::new(envelope);
+        let written =
+            self.in_transaction(async |conn| stream::write(self, conn, &target, envelope.clone(), limits).await).await;
+        self.refused_if_permanent(written, &target, &envelope, limits).await
+    }
+
+    /// An input whose writing failed for a reason of its data (the database refused a value, a
+    /// limit of its own) is recorded as rejected with that reason and its bytes kept: retrying
+    /// it would fail the same way for ever. Transient failures are returned as they are.
+    pub(crate) async fn refused_if_permanent(
+        &self,
+        written: Result<InputResult, StoreError>,
+        target: &inputs::Target,
+        envelope: &Envelope,
+        limits: &Limits,
+    ) -> Result<InputResult, StoreError> {
+        let (Err(err), inputs::Target::New(provenance)) = (&written, target) else {
+            return written;
+        };
+        if err.is_transient() {
+            return written;
+        }
+        tracing::warn!(error = %err, "The database refused the input; it is recorded as rejected.");
+        let reason = err.to_string();
+        self.in_transaction(async |conn| {
+            inputs::record_refused(conn, provenance, envelope, limits, self.sealer(), &reason).await
+        })
+        .await
     }
 
     /// Runs `work` in a transaction: committed when it succeeds, rolled back at once when it
@@ -353,7 +383,7 @@ impl Store {
                 Route::Memory(prepared) => memory::write(self, conn, &[&prepared]).await.and_then(single)?,
                 Route::Stream(streamed) => {
                     let (target, envelope) = *streamed;
-                    stream::write(self, conn, target, envelope, limits).await?
+                    stream::write(self, conn, &target, Arc::new(envelope), limits).await?
                 }
             };
             Ok(Some(result))

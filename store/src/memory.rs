@@ -30,6 +30,9 @@ pub(crate) struct Prepared {
     payload: Option<Vec<u8>>,
     /// Warnings of the store's own (what could not be kept, and why).
     notes: Vec<(&'static str, String)>,
+    /// The input itself, kept should the database refuse it (see `Store::refuse`).
+    pub envelope: Envelope,
+    pub limits: Limits,
 }
 
 impl Prepared {
@@ -37,7 +40,7 @@ impl Prepared {
     pub fn new(
         target: Target,
         found: Inspection,
-        envelope: &Envelope,
+        envelope: Envelope,
         limits: &Limits,
         sealer: Option<&Sealer>,
     ) -> Result<Prepared, StoreError> {
@@ -56,7 +59,7 @@ impl Prepared {
             }
         };
         let payload = match (&target, found.verdict) {
-            (Target::New(_), Contents::Rejected) => match inputs::payload_to_keep(envelope, limits, sealer) {
+            (Target::New(_), Contents::Rejected) => match inputs::payload_to_keep(&envelope, limits, sealer) {
                 Ok(payload) => Some(payload),
                 Err(note) => {
                     notes.push(note);
@@ -65,7 +68,7 @@ impl Prepared {
             },
             _ => None,
         };
-        Ok(Prepared { target, found, sealed, payload, notes })
+        Ok(Prepared { target, found, sealed, payload, notes, envelope, limits: limits.clone() })
     }
 
     /// The SHA-256 of a new input's bytes.

@@ -14,6 +14,8 @@
 use dmarcpipe_ingest::inspect::{Contents, Inspection};
 use serde::Serialize;
 
+use crate::rows::storable;
+
 /// Problems listed in an input's error text.
 const MAX_LISTED_PROBLEMS: usize = 5;
 
@@ -124,12 +126,12 @@ impl InputOutcome {
             .iter()
             .map(|warning| (warning.code, warning.message.as_str()))
             .chain(notes.iter().map(|(code, message)| (*code, message.as_str())))
-            .map(|(code, message)| serde_json::json!({ "code": code, "message": message }))
+            .map(|(code, message)| serde_json::json!({ "code": code, "message": storable(message) }))
             .collect();
         if outcome == Outcome::NotReport {
             warnings.push(serde_json::json!({
                 "code": "not_report",
-                "message": Inspection::not_report_reason(&found.skipped),
+                "message": storable(&Inspection::not_report_reason(&found.skipped)),
             }));
         }
         let error = (!found.problems.is_empty()).then(|| {
@@ -142,7 +144,7 @@ impl InputOutcome {
             if found.problems.len() > MAX_LISTED_PROBLEMS {
                 listed.push(format!("and {} more", found.problems.len() - MAX_LISTED_PROBLEMS));
             }
-            listed.join("; ")
+            storable(&listed.join("; ")).into_owned()
         });
         InputOutcome {
             outcome,
@@ -155,6 +157,27 @@ impl InputOutcome {
             records: tally.records as i64,
             messages: tally.messages,
             forensic_reports: tally.forensic_stored as i32,
+        }
+    }
+
+    /// An input the database refused for a reason of its data, which no retry would change (a
+    /// value it cannot hold, a limit of its own): rejected at the `store` stage, with the reason.
+    pub fn refused(reason: &str, notes: &[(&'static str, String)]) -> InputOutcome {
+        let warnings = notes
+            .iter()
+            .map(|(code, message)| serde_json::json!({ "code": code, "message": storable(message) }))
+            .collect();
+        InputOutcome {
+            outcome: Outcome::Rejected,
+            stage: Some("store"),
+            error: Some(storable(&format!("the database refused it: {reason}")).into_owned()),
+            warnings: serde_json::Value::Array(warnings),
+            duplicate_of: None,
+            reports_stored: 0,
+            reports_duplicate: 0,
+            records: 0,
+            messages: 0,
+            forensic_reports: 0,
         }
     }
 

@@ -60,23 +60,23 @@ impl RollupKey {
     fn sums(self) -> &'static str {
         match self {
             RollupKey::Source => {
-                "sum(messages)::bigint AS messages, sum(dmarc_pass)::bigint AS dmarc_pass, \
-                 sum(dmarc_fail)::bigint AS dmarc_fail, sum(disposition_none)::bigint AS disposition_none, \
-                 sum(disposition_quarantine)::bigint AS disposition_quarantine, \
-                 sum(disposition_reject)::bigint AS disposition_reject, sum(dkim_aligned)::bigint AS dkim_aligned, \
-                 sum(spf_aligned)::bigint AS spf_aligned, sum(records)::bigint AS records \
+                "sum(messages)::text AS messages, sum(dmarc_pass)::text AS dmarc_pass, \
+                 sum(dmarc_fail)::text AS dmarc_fail, sum(disposition_none)::text AS disposition_none, \
+                 sum(disposition_quarantine)::text AS disposition_quarantine, \
+                 sum(disposition_reject)::text AS disposition_reject, sum(dkim_aligned)::text AS dkim_aligned, \
+                 sum(spf_aligned)::text AS spf_aligned, sum(records)::text AS records \
                  FROM dmarc_daily_sources"
             }
             _ => {
-                "sum(messages)::bigint AS messages, \
-                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'pass'), 0)::bigint AS dmarc_pass, \
-                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'fail'), 0)::bigint AS dmarc_fail, \
-                 coalesce(sum(messages) FILTER (WHERE disposition IN ('none', 'pass')), 0)::bigint AS disposition_none, \
-                 coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::bigint AS disposition_quarantine, \
-                 coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::bigint AS disposition_reject, \
-                 coalesce(sum(messages) FILTER (WHERE dkim_aligned = 'pass'), 0)::bigint AS dkim_aligned, \
-                 coalesce(sum(messages) FILTER (WHERE spf_aligned = 'pass'), 0)::bigint AS spf_aligned, \
-                 sum(records)::bigint AS records \
+                "sum(messages)::text AS messages, \
+                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'pass'), 0)::text AS dmarc_pass, \
+                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'fail'), 0)::text AS dmarc_fail, \
+                 coalesce(sum(messages) FILTER (WHERE disposition IN ('none', 'pass')), 0)::text AS disposition_none, \
+                 coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::text AS disposition_quarantine, \
+                 coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::text AS disposition_reject, \
+                 coalesce(sum(messages) FILTER (WHERE dkim_aligned = 'pass'), 0)::text AS dkim_aligned, \
+                 coalesce(sum(messages) FILTER (WHERE spf_aligned = 'pass'), 0)::text AS spf_aligned, \
+                 sum(records)::text AS records \
                  FROM dmarc_daily"
             }
         }
@@ -113,15 +113,36 @@ impl RollupFilter {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
 pub struct RollupRow {
     pub key: String,
-    pub messages: i64,
-    pub dmarc_pass: i64,
-    pub dmarc_fail: i64,
-    pub disposition_none: i64,
-    pub disposition_quarantine: i64,
-    pub disposition_reject: i64,
-    pub dkim_aligned: i64,
-    pub spf_aligned: i64,
-    pub records: i64,
+    pub messages: Count,
+    pub dmarc_pass: Count,
+    pub dmarc_fail: Count,
+    pub disposition_none: Count,
+    pub disposition_quarantine: Count,
+    pub disposition_reject: Count,
+    pub dkim_aligned: Count,
+    pub spf_aligned: Count,
+    pub records: Count,
+}
+
+/// A sum of counts, exact however many reports it adds up: PostgreSQL sums `bigint` into
+/// `numeric`, which the queries hand over as text. (One report counts at most
+/// 2<sup>40</sup> messages, so that no single report can make a sum overflow; many could go
+/// past 2<sup>63</sup>, which a `bigint` result would refuse.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Count(pub i128);
+
+impl sqlx::Type<sqlx::Postgres> for Count {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Count {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, sqlx::Postgres>>::decode(value)?;
+        Ok(Count(text.parse()?))
+    }
 }
 
 /// `COPY aggregate_rollup_sources (...) FROM STDIN`, for the sums of large reports.
@@ -295,7 +316,7 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
          ORDER BY {order}",
         key = key.expression(),
         sums = key.sums(),
-        order = if key == RollupKey::Day { "key" } else { "messages DESC, key" },
+        order = if key == RollupKey::Day { "key" } else { "sum(messages) DESC, key" },
     );
     filter.fetch_all(pool, sql).await
 }

@@ -83,7 +83,7 @@ impl Route {
             return Ok(Route::Stream(Box::new((target, envelope))));
         }
         match inspect_up_to(&envelope, limits, Thresholds::MEMORY_RECORDS) {
-            Ok(found) => Ok(Route::Memory(Box::new(Prepared::new(target, found, &envelope, limits, store.sealer())?))),
+            Ok(found) => Ok(Route::Memory(Box::new(Prepared::new(target, found, envelope, limits, store.sealer())?))),
             Err(Outgrown) => Ok(Route::Stream(Box::new((target, envelope)))),
         }
     }

@@ -9,6 +9,7 @@
 //! Rows borrow what they can from the parsed reports: a million records are encoded without
 //! copying their strings.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,6 +18,26 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, Postgres};
 
 use crate::copy::CopyRow;
+
+/// Text as PostgreSQL can store it: no `text` or `jsonb` value may hold NUL, which becomes
+/// U+FFFD. (Report text has none, the parsers remove it; error messages and warnings that quote
+/// what an input holds may.)
+pub(crate) fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') { Cow::Owned(text.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(text) }
+}
+
+/// [`storable`] for every string of a JSON value.
+pub(crate) fn storable_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Value::String(storable(&text).into_owned()),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable_json).collect()),
+        Value::Object(fields) => Value::Object(
+            fields.into_iter().map(|(key, value)| (storable(&key).into_owned(), storable_json(value))).collect(),
+        ),
+        other => other,
+    }
+}
 
 /// A value in COPY text form.
 pub(crate) trait CopyField {

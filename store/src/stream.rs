@@ -12,6 +12,8 @@
 
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::Limits;
+use std::sync::Arc;
+
 use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::forensic::ForensicReport;
 use dmarcpipe_ingest::inspect::{ContainerWarning, Found, Inspection};
@@ -63,18 +65,16 @@ struct Hung;
 pub(crate) async fn write(
     store: &Store,
     conn: &mut PgConnection,
-    target: Target,
-    envelope: Envelope,
+    target: &Target,
+    envelope: Arc<Envelope>,
     limits: &Limits,
 ) -> Result<InputResult, StoreError> {
-    let (ledger, _) = Ledger::open(conn, &[&target], &[Wanted::default()]).await?;
-    let received_at = ledger::received_at(&target);
+    let (ledger, _) = Ledger::open(conn, &[target], &[Wanted::default()]).await?;
+    let received_at = ledger::received_at(target);
     if ledger.entries[0].identical.is_some() {
         // The very same bytes came before: no need to read them again.
         let found = Inspection::default();
-        return single(
-            ledger.finish(conn, &[Closing { target: &target, found: &found, notes: &[], payload: None }]).await?,
-        );
+        return single(ledger.finish(conn, &[Closing { target, found: &found, notes: &[], payload: None }]).await?);
     }
 
     let (sender, mut events) = mpsc::channel(Thresholds::STREAM_QUEUE);
@@ -114,7 +114,7 @@ pub(crate) async fn write(
     if store.sealer().is_none() && !forensic.is_empty() {
         notes.push(sample_not_kept());
     }
-    let payload = match (&target, found.problems.is_empty()) {
+    let payload = match (target, found.problems.is_empty()) {
         (Target::New(_), false) => {
             let (limits, sealer) = (limits.clone(), store.sealer().cloned());
             let kept =
@@ -125,7 +125,7 @@ pub(crate) async fn write(
         }
         _ => None,
     };
-    let closing = Closing { target: &target, found: &found, notes: &notes, payload: payload.as_deref() };
+    let closing = Closing { target, found: &found, notes: &notes, payload: payload.as_deref() };
     single(ledger.finish(conn, &[closing]).await?)
 }
 

@@ -34,6 +34,19 @@ const KNOWN_NAMESPACES: &[&str] =
 /// many the document is refused (real reports put the metadata first).
 const MAX_RECORDS_BEFORE_HEADER: usize = 100_000;
 
+/// The most messages one report may count, records together: more than any reporter sees (the
+/// largest real reports count tens of millions), and small enough that sums over millions of
+/// reports stay exact in 64 bits.
+pub const MAX_REPORT_MESSAGES: i64 = 1 << 40;
+
+/// The most DKIM or SPF results of one record: real records have one to three; the database
+/// counts them in a `smallint`.
+pub const MAX_AUTH_RESULTS: usize = 1_000;
+
+/// The longest reporter name and report id, in bytes: with the policy domain (at most 253
+/// bytes, as in DNS) they form the natural key of a report, which must fit in an index entry.
+pub const MAX_KEY_BYTES: usize = 512;
+
 /// What the parser found at the root of a document.
 #[derive(Debug)]
 pub enum Opened<P> {
@@ -498,6 +511,18 @@ impl<R: BufRead> AggregateParser<R> {
         if !draft.policy_domain_seen || draft.policy.domain.is_empty() {
             return Err(IngestError::invalid("no <domain> in <policy_published>"));
         }
+        for (what, text, max) in [
+            ("<org_name>", &org_name, MAX_KEY_BYTES),
+            ("<report_id>", &report_id, MAX_KEY_BYTES),
+            ("<domain> of <policy_published>", &draft.policy.domain, 253),
+        ] {
+            if text.len() > max {
+                return Err(IngestError::invalid(format!(
+                    "{what} of {} bytes is longer than {max} (it is part of what identifies a report)",
+                    text.len()
+                )));
+            }
+        }
         let date_begin = self.date_bound("begin", draft.begin)?;
         let date_end = self.date_bound("end", draft.end)?;
         if let Some((code, why)) =
@@ -613,8 +638,23 @@ impl<R: BufRead> AggregateParser<R> {
                 at,
             );
         }
+        for (what, results) in [("DKIM", record.dkim.len()), ("SPF", record.spf.len())] {
+            if results > MAX_AUTH_RESULTS {
+                return Err(IngestError::invalid(format!(
+                    "record {number} has {results} {what} results; more than {MAX_AUTH_RESULTS} are refused"
+                )));
+            }
+        }
         self.records_read = number;
-        self.message_count = self.message_count.saturating_add(record.count);
+        self.message_count = match self.message_count.checked_add(record.count) {
+            Some(total) if total <= MAX_REPORT_MESSAGES => total,
+            _ => {
+                return Err(IngestError::invalid(format!(
+                    "the message counts add up to more than {MAX_REPORT_MESSAGES} by record {number}, more than any \
+                     reporter sees"
+                )));
+            }
+        };
         Ok(record)
     }
 
@@ -896,5 +936,65 @@ mod tests {
         assert_eq!(count("9223372036854775808"), Err("is too large (more than 9223372036854775807)"));
         assert_eq!(count("99999999999999999999"), Err("is too large (more than 9223372036854775807)"));
         assert_eq!(count("99999999999999999999.0"), Err("is too large (more than 9223372036854775807)"));
+    }
+
+    /// A report with `records` (already XML) under a header with these key values.
+    fn report(org: &str, id: &str, domain: &str, records: &str) -> String {
+        format!(
+            "<feedback><report_metadata><org_name>{org}</org_name><email>d@r.example</email>\
+             <report_id>{id}</report_id><date_range><begin>1793577600</begin><end>1793663999</end></date_range>\
+             </report_metadata><policy_published><domain>{domain}</domain><p>none</p></policy_published>\
+             {records}</feedback>"
+        )
+    }
+
+    fn record(count: &str, dkim_results: usize) -> String {
+        let dkim = "<dkim><domain>example.com</domain><result>pass</result></dkim>".repeat(dkim_results);
+        format!(
+            "<record><row><source_ip>192.0.2.1</source_ip><count>{count}</count><policy_evaluated>\
+             <disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated></row>\
+             <identifiers><header_from>example.com</header_from></identifiers>\
+             <auth_results>{dkim}<spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>"
+        )
+    }
+
+    fn error_of(xml: &str) -> String {
+        match crate::aggregate::parse(xml.as_bytes(), 32) {
+            Ok(Opened::Report(report)) => panic!("read as a report of {} records", report.records.len()),
+            Ok(Opened::NotAggregate(what)) => panic!("not a report: {what}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn counts_that_cannot_be_summed_safely_are_refused() {
+        let max = MAX_REPORT_MESSAGES.to_string();
+        let fine = report("r.example", "1", "example.com", &format!("{}{}", record(&max, 1), record("0", 1)));
+        assert!(matches!(crate::aggregate::parse(fine.as_bytes(), 32), Ok(Opened::Report(_))));
+        let two_max = report("r.example", "1", "example.com", &format!("{}{}", record(&max, 1), record("1", 1)));
+        assert!(error_of(&two_max).contains("add up to more than 1099511627776 by record 2"), "{}", error_of(&two_max));
+        let saturating = report("r.example", "1", "example.com", &record("9223372036854775807", 1).repeat(2));
+        assert!(error_of(&saturating).contains("add up to more than"));
+    }
+
+    #[test]
+    fn keys_too_long_for_an_index_are_refused_with_their_length() {
+        let long = "x".repeat(2_700);
+        let record = record("1", 1);
+        for (xml, what) in [
+            (report(&long, "1", "example.com", &record), "<org_name> of 2700 bytes"),
+            (report("r.example", &long, "example.com", &record), "<report_id> of 2700 bytes"),
+            (report("r.example", "1", &format!("{long}.example"), &record), "<domain> of <policy_published> of 2708"),
+        ] {
+            assert!(error_of(&xml).contains(what), "{what}: {}", error_of(&xml));
+        }
+    }
+
+    #[test]
+    fn records_with_absurdly_many_results_are_refused() {
+        let fine = report("r.example", "1", "example.com", &record("1", MAX_AUTH_RESULTS));
+        assert!(matches!(crate::aggregate::parse(fine.as_bytes(), 32), Ok(Opened::Report(_))));
+        let absurd = report("r.example", "1", "example.com", &record("1", 32_768));
+        assert!(error_of(&absurd).contains("record 1 has 32768 DKIM results"), "{}", error_of(&absurd));
     }
 }

@@ -202,7 +202,7 @@ fn parse(message: &Message<'_>, base: usize, kind: Kind<'_, '_>) -> ForensicRepo
         Kind::Arf(part) => {
             let mut report = ForensicReport::empty(ForensicFormat::Arf);
             let (bytes, _) = decode_part(message, base, part);
-            let text = feedback_text(&bytes, &mut warnings);
+            let text = without_nul(feedback_text(&bytes, &mut warnings), &mut warnings);
             read_fields(&mut report, &fields::parse(&text), &mut warnings);
             report.original = original_part(message);
             if report.original.is_none() {
@@ -212,7 +212,8 @@ fn parse(message: &Message<'_>, base: usize, kind: Kind<'_, '_>) -> ForensicRepo
         }
         Kind::PlainText(part) => {
             let (bytes, _) = decode_part(message, base, part);
-            read_plain_text(&String::from_utf8_lossy(&bytes), &mut warnings)
+            let text = without_nul(String::from_utf8_lossy(&bytes).into_owned(), &mut warnings);
+            read_plain_text(&text, &mut warnings)
         }
     };
     if report.arrival_date.is_none() {
@@ -236,6 +237,15 @@ fn body_fingerprint(message: &Message<'_>, base: usize) -> String {
         _ => raw,
     };
     Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `text` without NUL characters, which no field has a use for and PostgreSQL cannot store.
+fn without_nul(text: String, warnings: &mut Warnings) -> String {
+    if !text.contains('\0') {
+        return text;
+    }
+    warnings.add("nul_removed", "NUL characters in the report text removed");
+    text.replace('\0', "")
 }
 
 /// The feedback part as text. A part that is base64 without saying so (CHECKLIST F3) is decoded.
