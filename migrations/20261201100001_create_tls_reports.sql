@@ -79,7 +79,7 @@ CREATE INDEX tls_failures_receiving_mx_hostname_idx ON tls_failures (receiving_m
 CREATE VIEW dmarc_tls_reports AS
 SELECT id, input, organization_name, report_id, date_begin, date_end, contact_info, policy_count,
        failure_detail_count, successful_sessions, failed_sessions,
-       round(failed_sessions::numeric / nullif(successful_sessions + failed_sessions, 0), 4)::float8
+       round(failed_sessions / nullif(successful_sessions::numeric + failed_sessions, 0), 4)::float8
            AS failure_share,
        raw, warnings, received_at
 FROM tls_reports;
@@ -88,7 +88,7 @@ CREATE VIEW dmarc_tls_policies AS
 SELECT p.report, p.policy_no, r.organization_name, r.report_id, r.date_begin, r.date_end,
        p.policy_type, p.policy_domain, p.policy_strings, p.mx_hosts, p.successful_sessions,
        p.failed_sessions,
-       round(p.failed_sessions::numeric / nullif(p.successful_sessions + p.failed_sessions, 0), 4)::float8
+       round(p.failed_sessions / nullif(p.successful_sessions::numeric + p.failed_sessions, 0), 4)::float8
            AS failure_share,
        p.failure_detail_count, p.raw
 FROM tls_policies p

@@ -165,9 +165,9 @@ async fn tls_table(store: &Store, key: TlsKey, filter: &RollupFilter) -> Result<
             Cell::from(row.key),
             row.reports.into(),
             row.policies.into(),
-            row.sessions.into(),
-            row.successful.into(),
-            row.failed.into(),
+            row.sessions.0.into(),
+            row.successful.0.into(),
+            row.failed.0.into(),
             row.failure_share.map_or(Cell::Null, Cell::Share),
         ]);
     }

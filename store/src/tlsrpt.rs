@@ -23,7 +23,7 @@ use sqlx::{FromRow, PgPool};
 
 use crate::aggregate::{raw_json, warnings_json};
 use crate::error::StoreError;
-use crate::rollup::RollupFilter;
+use crate::rollup::{Count, RollupFilter};
 use crate::rows::{TlsFailureRow, TlsPolicyRow, TlsReportRow};
 
 /// What identifies a TLS report whoever sends it again: organization, report id, period.
@@ -146,9 +146,10 @@ pub struct TlsRollupRow {
     pub key: String,
     pub reports: i64,
     pub policies: i64,
-    pub sessions: i64,
-    pub successful: i64,
-    pub failed: i64,
+    /// Sums, exact however many reports they add up (see [`Count`]).
+    pub sessions: Count,
+    pub successful: Count,
+    pub failed: Count,
     /// `failed / sessions`, rounded to 4 decimals; `None` without sessions.
     pub failure_share: Option<f64>,
 }
@@ -181,11 +182,11 @@ pub async fn query(pool: &PgPool, key: TlsKey, filter: &RollupFilter) -> Result<
     };
     let sql = format!(
         "SELECT key, count(DISTINCT report) AS reports, count(*) AS policies, \
-             sum(successful_sessions + policy_failed)::bigint AS sessions, \
-             sum(successful_sessions)::bigint AS successful, sum(failed)::bigint AS failed, \
+             sum(successful_sessions + policy_failed)::text AS sessions, \
+             sum(successful_sessions)::text AS successful, sum(failed)::text AS failed, \
              round(sum(failed) / nullif(sum(successful_sessions + policy_failed), 0), 4)::float8 AS failure_share \
          FROM ({counted}) counted GROUP BY key ORDER BY {order}",
-        order = if key == TlsKey::Day { "key" } else { "failed DESC, key" },
+        order = if key == TlsKey::Day { "key" } else { "sum(failed) DESC, key" },
     );
     filter.fetch_all(pool, sql).await
 }

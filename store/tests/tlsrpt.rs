@@ -2,7 +2,10 @@
 //! every sample of `samples/tlsrpt` stored with its totals, exactly once, in its input's
 //! transaction beside aggregate reports, on both routes (read whole, and streamed) and in
 //! batches; bad and bomb JSON refused with a reason, JSON that is not a report skipped; the
-//! `--tls` rollups equal sums over the rows computed here.
+//! `--tls` rollups equal sums over the rows computed here; nothing in a TLS report can poison
+//! the database (NUL, counts that overflow sums, keys too long for an index).
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use chrono::NaiveDate;
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachments};
-use dmarcpipe_store::rollup::RollupFilter;
+use dmarcpipe_store::rollup::{Count, RollupFilter};
 use dmarcpipe_store::tlsrpt::{self, TlsKey, TlsRollupRow};
 use dmarcpipe_store::{InputResult, Outcome, Store};
 use serde_json::{Value, json};
@@ -444,14 +447,18 @@ async fn tls_rollups_equal_sums_over_the_rows(pool: PgPool) {
             let mut lowered = filter.clone();
             lowered.domain = filter.domain.as_ref().map(|d| d.to_lowercase());
             let expected = summed(&pool, key, &lowered).await;
+            let small = |count: Count| i64::try_from(count.0).expect("a sum of the samples");
             let actual: BTreeMap<String, (i64, i64, i64, i64, i64)> = rows
                 .iter()
-                .map(|r| (r.key.clone(), (r.reports, r.policies, r.sessions, r.successful, r.failed)))
+                .map(|r| {
+                    (r.key.clone(), (r.reports, r.policies, small(r.sessions), small(r.successful), small(r.failed)))
+                })
                 .collect();
             assert_eq!(actual, expected, "{key:?} with {filter:?}");
             assert!(!rows.is_empty(), "{key:?} with {filter:?}");
             for row in &rows {
-                let share = (row.sessions > 0).then(|| (row.failed as f64 / row.sessions as f64 * 1e4).round() / 1e4);
+                let share =
+                    (row.sessions.0 > 0).then(|| (row.failed.0 as f64 / row.sessions.0 as f64 * 1e4).round() / 1e4);
                 assert_eq!(row.failure_share, share, "{row:?}");
             }
         }
@@ -462,4 +469,76 @@ async fn tls_rollups_equal_sums_over_the_rows(pool: PgPool) {
     assert!(by_type.windows(2).all(|w| w[0].failed >= w[1].failed));
     let by_day = tlsrpt::query(&pool, TlsKey::Day, &RollupFilter::default()).await.expect("the rollup");
     assert!(by_day.windows(2).all(|w| w[0].key < w[1].key));
+}
+
+/// A TLS report of the samples as JSON, to edit.
+fn sample_json(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(samples().join(name)).expect("the sample")).expect("JSON")
+}
+
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn nothing_in_a_tls_report_poisons_the_database(pool: PgPool) {
+    let (store, _) = common::sealing_store(&pool);
+    // NUL in text and in a member name: stored, replaced, and said so.
+    let mut report = sample_json("dane-tlsa-failures.json");
+    report["organization-name"] = json!("Sender\u{0}Example");
+    report["policies"][0]["failure-details"][0]["vendor\u{0}note"] = json!("x\u{0}y");
+    let result = ingest(&store, bytes("nul.json", report.to_string().into_bytes())).await;
+    assert_eq!((result.outcome, result.reports_stored), (Outcome::Stored, 1), "{result:?}");
+    let (name, raw, warnings): (String, Value, Value) = sqlx::query_as(
+        "SELECT r.organization_name, f.raw, r.warnings FROM dmarc_tls_reports r \
+         JOIN dmarc_tls_failures f ON f.report = r.id AND f.failure_no = 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the report");
+    assert_eq!(name, "Sender\u{fffd}Example");
+    assert_eq!(raw["vendor\u{fffd}note"], "\"x\u{fffd}y\"");
+    assert!(warnings.to_string().contains("nul_replaced"), "{warnings}");
+
+    // Counts that no sum could hold, and a key too long for an index: rejected, bytes kept.
+    let mut huge = sample_json("no-policy-found.json");
+    huge["policies"][0]["summary"]["total-successful-session-count"] = json!(i64::MAX);
+    let mut long = sample_json("no-policy-found.json");
+    long["report-id"] = json!("r".repeat(3000));
+    for (name, report, reason) in
+        [("huge.json", huge, "add up to more than 1099511627776"), ("long.json", long, "`report-id` of 3000 bytes")]
+    {
+        let result = ingest(&store, bytes(name, report.to_string().into_bytes())).await;
+        assert_eq!(result.outcome, Outcome::Rejected, "{name}");
+        let (error, kept): (String, bool) =
+            sqlx::query_as("SELECT error, payload_kept FROM dmarc_inputs WHERE id = $1")
+                .bind(result.input)
+                .fetch_one(&pool)
+                .await
+                .expect("the input row");
+        assert!(error.contains(reason) && kept, "{name}: {error}, kept {kept}");
+    }
+
+    // Sums beyond 64 bits (of reports at the cap, more than any test can import) stay exact.
+    let half = 1i64 << 62;
+    for id in ["big-1", "big-2"] {
+        sqlx::query(
+            "WITH r AS (INSERT INTO tls_reports (input, organization_name, report_id, date_begin, date_end, \
+                 policy_count, failure_detail_count, successful_sessions, failed_sessions, received_at) \
+                 VALUES (0, 'big.example', $1, '2026-11-09', '2026-11-09 23:59:59', 1, 0, $2, 0, now()) RETURNING id) \
+             INSERT INTO tls_policies (report, policy_no, policy_domain, successful_sessions, failed_sessions, \
+                 failure_detail_count) SELECT id, 1, 'example.net', $2, 0, 0 FROM r",
+        )
+        .bind(id)
+        .bind(half)
+        .execute(&pool)
+        .await
+        .expect("inserted");
+    }
+    let filter = RollupFilter { domain: Some("example.net".into()), ..RollupFilter::default() };
+    let rows = tlsrpt::query(&pool, TlsKey::Org, &filter).await.expect("the rollup answers");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].sessions, rows[0].failed, rows[0].failure_share), (Count(1 << 63), Count(0), Some(0.0)));
+    let share: Option<f64> =
+        sqlx::query_scalar("SELECT sum(failure_share) FROM dmarc_tls_policies WHERE organization_name = 'big.example'")
+            .fetch_one(&pool)
+            .await
+            .expect("the view answers");
+    assert_eq!(share, Some(0.0));
 }

@@ -14,8 +14,11 @@
 //! an error whatever it claims to be, as a decompression bomb is.
 //!
 //! Invariants: a report has an organization, a report id and a date range with begin <= end
-//! (its natural key); every count is a non-negative integer; whatever was normalized or not
-//! understood is in the `raw` lists beside the values, and a warning says so.
+//! (its natural key, of at most 512 bytes of text each, as for aggregate reports); every count
+//! is a non-negative integer, and the sessions of one report add up to at most
+//! [`MAX_REPORT_SESSIONS`], so that sums over any number of reports stay exact; no text holds
+//! NUL (PostgreSQL stores none); whatever was normalized or not understood is in the `raw`
+//! lists beside the values, and a warning says so.
 
 mod bounded;
 mod model;
@@ -29,6 +32,7 @@ use std::io::BufRead;
 
 pub use bounded::TlsLimits;
 pub use model::{FailureDetail, PolicyType, ResultType, TlsPolicy, TlsReport};
+pub use parser::MAX_REPORT_SESSIONS;
 
 use crate::error::IngestError;
 use crate::model::Warnings;
@@ -62,7 +66,11 @@ pub fn parse(reader: &mut dyn BufRead, limits: &TlsLimits) -> Result<Opened, Ing
 
 /// The document as a JSON value; `Ok(Err(what))` for text that is not JSON and not meant
 /// to be a TLS report either.
-fn json_value(bytes: Vec<u8>, warnings: &mut Warnings) -> Result<Result<Node, String>, IngestError> {
+fn json_value(mut bytes: Vec<u8>, warnings: &mut Warnings) -> Result<Result<Node, String>, IngestError> {
+    let replaced = replace_nul_escapes(&mut bytes);
+    if replaced > 0 {
+        warnings.add("nul_replaced", format!("{replaced} NUL characters (`\\u0000`) replaced by U+FFFD"));
+    }
     let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
         Some(rest) => {
             warnings.add("encoding", "byte order mark removed");
@@ -93,6 +101,25 @@ fn json_value(bytes: Vec<u8>, warnings: &mut Warnings) -> Result<Result<Node, St
             Ok(Err(format!("text starting with `{first}` that is not JSON")))
         }
     }
+}
+
+/// Replaces every `\u0000` escape of JSON text by `\ufffd`, in place: PostgreSQL stores no NUL
+/// in text or jsonb, and a JSON string can hold one only as that escape (a raw control
+/// character is not JSON). Same length, so that positions in error messages stay true.
+/// Returns how many were replaced.
+fn replace_nul_escapes(bytes: &mut [u8]) -> usize {
+    let mut replaced = 0;
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|&byte| byte == b'\\') {
+        let escape = at + offset;
+        if bytes[escape + 1..].starts_with(b"u0000") {
+            bytes[escape + 2..escape + 6].copy_from_slice(b"fffd");
+            replaced += 1;
+        }
+        // Past the escaped character, an escaped backslash included.
+        at = (escape + 2).min(bytes.len());
+    }
+    replaced
 }
 
 /// Whether text that is not valid JSON was meant to be a TLS report.

@@ -10,7 +10,9 @@
 //! pre-RFC `failure-error-code`, unregistered result and policy types, members nobody
 //! defined. What a report cannot do without is an error: who sent it (`organization-name`
 //! or `contact-info`), `report-id`, the date range, and a result type and a session count
-//! in each failure detail; so is a count that is negative or not a number.
+//! in each failure detail; so is a count that is negative or not a number, and what the
+//! database could not add up or index: counts beyond [`MAX_REPORT_SESSIONS`], and texts it
+//! looks reports up by longer than a name can be.
 
 use std::net::IpAddr;
 
@@ -18,9 +20,20 @@ use super::bounded::TlsLimits;
 use super::model::{FailureDetail, PolicyType, ResultType, TlsPolicy, TlsReport};
 use super::node::Node;
 use super::values::{self, describe};
+use crate::aggregate::MAX_KEY_BYTES;
 use crate::error::IngestError;
 use crate::model::{Parsed, Warnings};
 use crate::normalize::{self, Normalized};
+
+/// The most sessions one report may count, successful and failed together (and apart, in its
+/// failure details): more than any reporter sees (the busiest report a day a few million), and
+/// small enough that sums over millions of reports stay exact in 64 bits, as for the messages
+/// of an aggregate report.
+pub const MAX_REPORT_SESSIONS: i64 = 1 << 40;
+
+/// The longest domain name (RFC 1035), for the policy domains and MX hosts reports are looked
+/// up by.
+const MAX_DOMAIN_BYTES: usize = 253;
 
 /// Members whose presence at the root makes a JSON object a TLS report.
 pub(crate) const REPORT_MEMBERS: &[&str] = &["organization-name", "report-id", "policies", "date-range"];
@@ -178,8 +191,10 @@ impl<'l> ReportReader<'l> {
                 );
             }
         }
-        let successful_sessions = read.iter().map(|p| p.successful_sessions).fold(0i64, i64::saturating_add);
-        let failed_sessions = read.iter().map(|p| p.failed_sessions).fold(0i64, i64::saturating_add);
+        check_sizes(&organization_name, &report_id, &read)?;
+        // Within the cap that check_sizes applies, these sums cannot overflow.
+        let successful_sessions = read.iter().map(|p| p.successful_sessions).sum();
+        let failed_sessions = read.iter().map(|p| p.failed_sessions).sum();
         Ok(TlsReport {
             organization_name,
             date_begin,
@@ -554,6 +569,48 @@ impl<'l> ReportReader<'l> {
             raw.push((path.to_owned(), text));
         }
         Ok(moment)
+    }
+}
+
+/// Refuses what the database could not add up exactly or index: session counts over
+/// [`MAX_REPORT_SESSIONS`] for the report, and texts it looks reports up by (the natural key; a
+/// policy's domain, a failure's MX host and result type) longer than any real one. An index
+/// entry must fit in a third of a page.
+fn check_sizes(organization: &str, report_id: &str, policies: &[TlsPolicy]) -> Result<(), IngestError> {
+    let sessions = policies
+        .iter()
+        .try_fold(0i64, |sum, policy| sum.checked_add(policy.successful_sessions)?.checked_add(policy.failed_sessions));
+    let details = policies
+        .iter()
+        .flat_map(|policy| &policy.failure_details)
+        .try_fold(0i64, |sum, failure| sum.checked_add(failure.failed_sessions));
+    for (what, total) in [("the session counts", sessions), ("the failure details' session counts", details)] {
+        if total.is_none_or(|total| total > MAX_REPORT_SESSIONS) {
+            return Err(IngestError::invalid(format!(
+                "{what} add up to more than {MAX_REPORT_SESSIONS}, more than any reporter sees"
+            )));
+        }
+    }
+    let key = [("organization-name", organization, MAX_KEY_BYTES), ("report-id", report_id, MAX_KEY_BYTES)];
+    let looked_up = policies.iter().flat_map(|policy| {
+        let domain = policy.policy_domain.as_deref().map(|domain| ("policy-domain", domain, MAX_DOMAIN_BYTES));
+        let failures = policy.failure_details.iter().flat_map(|failure| {
+            let host = failure.receiving_mx_hostname.as_deref();
+            [
+                ("result-type", Some(failure.result_type.as_str()), MAX_KEY_BYTES),
+                ("receiving-mx-hostname", host, MAX_DOMAIN_BYTES),
+            ]
+            .into_iter()
+            .filter_map(|(what, text, max)| Some((what, text?, max)))
+        });
+        domain.into_iter().chain(failures)
+    });
+    match key.into_iter().chain(looked_up).find(|(_, text, max)| text.len() > *max) {
+        Some((what, text, max)) => Err(IngestError::invalid(format!(
+            "`{what}` of {} bytes is longer than {max} (the database looks reports up by it)",
+            text.len()
+        ))),
+        None => Ok(()),
     }
 }
 

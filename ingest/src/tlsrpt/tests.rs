@@ -325,6 +325,59 @@ fn byte_order_marks_and_stray_bytes() {
 }
 
 #[test]
+fn nul_characters_are_replaced_wherever_they_are_escaped() {
+    let mut value = rfc_example();
+    value["organization-name"] = json!("Company\u{0}X");
+    value["vendor\u{0}note"] = json!("a\u{0}b");
+    // serde_json writes NUL as the escape `\u0000`; a preceding escaped backslash is not one.
+    let text = value.to_string().replace("sts-reporting", "sts\\\\u0000reporting");
+    let Ok(Opened::Report(report)) = parse_bytes(text.as_bytes(), &TlsLimits::default()) else { panic!("a report") };
+    assert_eq!(report.organization_name, "Company\u{fffd}X");
+    assert_eq!(raw(&report.raw, "vendor\u{fffd}note"), Some("\"a\u{fffd}b\""));
+    assert_eq!(report.contact_info.as_deref(), Some("sts\\u0000reporting@company-x.example"));
+    let warning = report.warnings.iter().find(|w| w.code == "nul_replaced").expect("a warning");
+    assert!(warning.message.starts_with("3 NUL characters"), "{}", warning.message);
+}
+
+#[test]
+fn what_the_database_could_not_sum_or_index_is_refused() {
+    let mut value = rfc_example();
+    value["policies"][0]["summary"]["total-successful-session-count"] = json!(MAX_REPORT_SESSIONS - 303);
+    assert_eq!(read(value.clone()).successful_sessions + 303, MAX_REPORT_SESSIONS);
+    value["policies"][0]["summary"]["total-failure-session-count"] = json!(304);
+    assert!(refused(value).contains("the session counts add up to more than 1099511627776"));
+
+    let mut value = rfc_example();
+    let policy = value["policies"][0].clone();
+    value["policies"] = json!([policy.clone(), policy]);
+    value["policies"][1]["summary"]["total-successful-session-count"] = json!(i64::MAX);
+    assert!(refused(value).contains("the session counts add up to more than"));
+
+    let mut value = rfc_example();
+    value["policies"][0]["failure-details"][0]["failed-session-count"] = json!(MAX_REPORT_SESSIONS);
+    assert!(refused(value).contains("the failure details' session counts add up to more than"));
+
+    let long = "x".repeat(600);
+    let host = format!("{long}.example");
+    for (path, text, what) in [
+        (&["report-id"][..], &long, "`report-id` of 600 bytes is longer than 512"),
+        (&["organization-name"], &long, "`organization-name` of 600 bytes"),
+        (&["policies", "0", "policy", "policy-domain"], &host, "`policy-domain` of 608 bytes is longer than 253"),
+        (&["policies", "0", "failure-details", "1", "receiving-mx-hostname"], &host, "`receiving-mx-hostname` of 608"),
+        (&["policies", "0", "failure-details", "2", "result-type"], &long, "`result-type` of 600 bytes"),
+    ] {
+        let mut value = rfc_example();
+        let slot = path.iter().fold(&mut value, |slot, key| match key.parse::<usize>() {
+            Ok(index) => &mut slot[index],
+            Err(_) => &mut slot[*key],
+        });
+        *slot = json!(text);
+        let reason = refused(value);
+        assert!(reason.contains(what), "{what}: {reason}");
+    }
+}
+
+#[test]
 fn reports_that_cannot_be_read_are_refused_with_the_reason() {
     let mut value = rfc_example();
     value.as_object_mut().expect("an object").remove("report-id");
