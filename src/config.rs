@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! database_url = "postgres://dmarc@localhost/dmarc"
+//! database_timeout_seconds = 30          # a statement's answer, before the input is retried
 //!
 //! [import]
 //! jobs = 8
@@ -38,6 +39,9 @@ use crate::cli::LimitArgs;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub database_url: Option<String>,
+    /// How long the database may take to answer one statement before an input fails with a
+    /// transient error (the database is taken to be frozen or gone).
+    pub database_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub import: ImportSection,
     #[serde(default)]
@@ -86,6 +90,8 @@ pub struct SmtpSection {
     pub data_min_bytes_per_second: Option<u64>,
     pub session_timeout_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// The longest a message waits for the store before the sender is told `451` to retry.
+    pub store_timeout_seconds: Option<u64>,
     /// Database connections of the server (messages stored at once).
     pub database_connections: Option<u32>,
 }

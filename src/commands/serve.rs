@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Payload};
 use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Server, SmtpSettings, load_tls};
-use dmarcpipe_store::{InputResult, Outcome, Store};
+use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -25,6 +25,10 @@ use crate::exit;
 
 /// Database connections when the config does not say: messages stored at once.
 const DEFAULT_CONNECTIONS: u32 = 16;
+
+/// How long a message waits for the store before its sender is told `451`, unless configured:
+/// well below the 10 minutes a sender waits for the reply to its data (RFC 5321 §4.5.3.2.6).
+const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest reason quoted back to the sender in a reply line (RFC 5321 caps lines at 512).
 const MAX_REPLY_REASON: usize = 200;
@@ -52,7 +56,8 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         "dmarcpipe serve is ready"
     );
 
-    let delivery = StoreDelivery { store: store.clone(), limits };
+    let patience = section.store_timeout_seconds.map_or(DEFAULT_STORE_TIMEOUT, Duration::from_secs);
+    let delivery = StoreDelivery { store: store.clone(), limits, patience };
     let grace = settings.shutdown_grace;
     let server = Server::new(settings, delivery);
     let (stop, shutdown) = watch::channel(false);
@@ -135,6 +140,8 @@ fn local_hostname() -> String {
 struct StoreDelivery {
     store: Store,
     limits: Limits,
+    /// The longest a message waits for the store before its sender is told to retry.
+    patience: Duration,
 }
 
 impl Deliver for StoreDelivery {
@@ -145,7 +152,10 @@ impl Deliver for StoreDelivery {
         };
         let span = envelope.span();
         async move {
-            match self.store.ingest(envelope, &self.limits).await {
+            let stored = tokio::time::timeout(self.patience, self.store.ingest(envelope, &self.limits)).await;
+            // Past the deadline the message may still be committed: its retry is then a duplicate.
+            let stored = stored.unwrap_or(Err(StoreError::Timeout(self.patience)));
+            match stored {
                 Ok(result) => {
                     tracing::Span::current().record("input", result.input);
                     tracing::info!(

@@ -9,7 +9,6 @@
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::inspect::{Contents, Inspection};
-use sqlx::PgConnection;
 
 use crate::Store;
 use crate::error::StoreError;
@@ -17,6 +16,7 @@ use crate::inputs::{self, Target};
 use crate::ledger::{self, Closing, Ledger};
 use crate::outcome::InputResult;
 use crate::seal::Sealer;
+use crate::write::Tx;
 
 /// An input read whole, ready to be written.
 #[derive(Debug)]
@@ -92,13 +92,13 @@ pub(crate) fn sample_not_kept() -> (&'static str, String) {
 /// the same bytes must go in separate transactions (the second is a duplicate of the first).
 pub(crate) async fn write(
     store: &Store,
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     inputs: &[&Prepared],
 ) -> Result<Vec<InputResult>, StoreError> {
     let targets: Vec<&Target> = inputs.iter().map(|input| &input.target).collect();
     let report_counts: Vec<usize> = inputs.iter().map(|input| input.found.reports.len()).collect();
     let forensic_counts: Vec<usize> = inputs.iter().map(|input| input.found.forensic.len()).collect();
-    let (mut ledger, ids) = Ledger::open(conn, &targets, &report_counts, &forensic_counts).await?;
+    let (mut ledger, ids) = Ledger::open(tx, &targets, &report_counts, &forensic_counts).await?;
     let received_at: Vec<_> = inputs.iter().map(|input| ledger::received_at(&input.target)).collect();
 
     // Inputs whose bytes came before get no report ids: nothing of theirs is offered.
@@ -112,8 +112,8 @@ pub(crate) async fn write(
             forensic.push((entry, &found.content.report, id, sealed.as_deref()));
         }
     }
-    ledger.write_reports(conn, store, &reports, &received_at).await?;
-    ledger.write_forensic(conn, &forensic, &received_at).await?;
+    ledger.write_reports(tx, store, &reports, &received_at).await?;
+    ledger.write_forensic(tx, &forensic, &received_at).await?;
     let closing: Vec<Closing<'_>> = inputs
         .iter()
         .map(|input| Closing {
@@ -123,5 +123,5 @@ pub(crate) async fn write(
             payload: input.payload.as_deref(),
         })
         .collect();
-    ledger.finish(conn, &closing).await
+    ledger.finish(tx, &closing).await
 }
