@@ -127,7 +127,18 @@ impl Dovecot {
         }
         let config_path = dir.join("dovecot.conf");
         std::fs::write(&config_path, config)?;
-        run(Command::new("/usr/sbin/dovecot").arg("-c").arg(&config_path))?;
+        // The daemon keeps whatever it inherits open: give it no pipe to wait on.
+        let status = Command::new("/usr/sbin/dovecot")
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("startup.log"))?)
+            .status()?;
+        if !status.success() {
+            let said = std::fs::read_to_string(dir.join("startup.log")).unwrap_or_default();
+            return Err(error(format!("dovecot -c {}: {status}: {said}", config_path.display())));
+        }
         let dovecot = Dovecot { dir, config: config_path, imap_port, imaps_port, certificate };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", imap_port)).is_err() {

@@ -255,6 +255,23 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds another poller's counts (totals over mailboxes).
+    pub fn merge(&mut self, other: &Tally) {
+        self.inputs += other.inputs;
+        self.stored += other.stored;
+        self.duplicate += other.duplicate;
+        self.not_report += other.not_report;
+        self.rejected += other.rejected;
+        self.oversized += other.oversized;
+        self.failed += other.failed;
+        self.not_moved += other.not_moved;
+        self.reports += other.reports;
+        self.forensic += other.forensic;
+        self.reports_duplicate += other.reports_duplicate;
+        self.records += other.records;
+        self.messages += other.messages;
+    }
+
     fn add(&mut self, delivered: &Delivered) {
         self.inputs += 1;
         match delivered.outcome {
