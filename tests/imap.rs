@@ -154,3 +154,229 @@ async fn fetch_stores_each_message_and_moves_it_to_the_folder_of_its_outcome(poo
     assert_eq!(mailbox.messages("DMARC.Archive").len(), 7, "duplicates are archived");
     assert_eq!(mailbox.messages("DMARC.Rejected").len(), 2);
 }
+
+/// `dmarcpipe fetch --json` started in the background, its stderr in a file.
+struct Running {
+    child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn start(dmarcpipe: &Dmarcpipe, args: &[&str], dir: &std::path::Path) -> Running {
+        let stderr = dir.join(format!("stderr-{}", std::process::id()));
+        let child = dmarcpipe
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("a file"))
+            .spawn()
+            .expect("dmarcpipe starts");
+        Running { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn finish(self) -> (std::process::Output, String) {
+        let output = self.child.wait_with_output().expect("dmarcpipe ends");
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (output, stderr)
+    }
+}
+
+#[sqlx::test]
+async fn serve_idles_beside_smtp_and_stores_a_message_appended_meanwhile(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let config = mailbox.config(&[mailbox.section()]);
+    let dmarcpipe = Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config));
+    let mut served = Served::start(&dmarcpipe, &[]);
+    let watching = served.wait_for_log("watching INBOX", Duration::from_secs(30));
+    assert!(watching.contains("idle=true"), "{watching}");
+
+    mailbox.append("INBOX", &[report_mail(1)]);
+    let line = served.wait_for_log("moved to DMARC/Archive", Duration::from_secs(30));
+    for field in ["mailbox=reports", "outcome=\"stored\"", "reports=1", "records=1", "input=1"] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(line.contains(";UID=1 moved to DMARC/Archive"), "{line}");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE channel = 'imap'").await, 1);
+    assert!(mailbox.messages("INBOX").is_empty());
+
+    // SIGTERM ends the IDLE and logs out.
+    assert!(served.stop().success());
+    assert!(mailbox.dovecot.log().contains("Logged out"), "{}", mailbox.dovecot.log());
+}
+
+#[sqlx::test]
+async fn a_database_outage_mid_run_leaves_what_was_not_stored_in_place(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    let database = DatabaseProxy::start(&pool);
+    // 40 small messages: a batch of 32, then one of 8.
+    mailbox.append("INBOX", &report_mails(40));
+    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    imap.hold("BODY.PEEK", 2);
+    let url = database.url(&pool);
+    let running = Running::start(
+        &Dmarcpipe::on(&pool),
+        &["--config", path(&config), "--database-url", &url, "fetch", "--json"],
+        mailbox.dir.path(),
+    );
+    imap.wait_holding(Duration::from_secs(60));
+    assert_eq!(mailbox.messages("INBOX").len(), 8, "the first batch is stored and moved");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 32);
+
+    database.cut();
+    imap.release();
+    wait_until("fetch reports the outage", Duration::from_secs(90), || running.stderr().contains("trying again"));
+    assert_eq!(mailbox.messages("INBOX").len(), 8, "nothing moved that was not stored");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 32);
+
+    database.restore();
+    let (output, stderr) = running.finish();
+    assert_eq!(code(&output), 0, "{stderr}");
+    assert_eq!(json(&output)["stored"], 40);
+    assert!(mailbox.messages("INBOX").is_empty());
+    assert_eq!(mailbox.messages("DMARC.Archive").len(), 40);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'stored'").await, 40);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 40, "nothing doubled");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 40);
+}
+
+#[sqlx::test]
+async fn the_connection_cut_mid_fetch_and_mid_move_loses_and_doubles_nothing(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    mailbox.append("INBOX", &report_mails(40));
+    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    imap.hold("BODY.PEEK", 2);
+    let running =
+        Running::start(&Dmarcpipe::on(&pool), &["--config", path(&config), "fetch", "--json"], mailbox.dir.path());
+    // Mid-fetch: the second batch's FETCH never reaches the server.
+    imap.wait_holding(Duration::from_secs(60));
+    imap.cut();
+    // Mid-move, after the reconnection: that batch is committed but not moved.
+    imap.hold("UID MOVE", 1);
+    imap.wait_holding(Duration::from_secs(60));
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 40);
+    assert_eq!(mailbox.messages("INBOX").len(), 8);
+    imap.cut();
+
+    let (output, stderr) = running.finish();
+    assert_eq!(code(&output), 0, "{stderr}");
+    let summary = json(&output);
+    assert_eq!((summary["stored"].as_u64(), summary["duplicate"].as_u64()), (Some(40), Some(8)), "{summary}");
+    assert_eq!(summary["not_moved"], 8);
+    assert!(stderr.contains("connection to 127.0.0.1 lost") || stderr.contains("closed the connection"), "{stderr}");
+    assert!(mailbox.messages("INBOX").is_empty());
+    assert_eq!(mailbox.messages("DMARC.Archive").len(), 40, "each message once");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 40);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 8);
+}
+
+#[sqlx::test]
+async fn a_crash_between_commit_and_move_gives_a_duplicate_not_a_loss(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    let messages = report_mails(5);
+    mailbox.append("INBOX", &messages);
+    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    imap.hold("UID MOVE", 1);
+    let mut running =
+        Running::start(&Dmarcpipe::on(&pool), &["--config", path(&config), "fetch", "--json"], mailbox.dir.path());
+    imap.wait_holding(Duration::from_secs(60));
+    // Committed, not moved: kill -9.
+    running.child.kill().expect("SIGKILL");
+    let _ = running.child.wait();
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'stored'").await, 5);
+    assert_eq!(mailbox.messages("INBOX"), messages);
+    imap.cut();
+
+    let config = mailbox.config(&[mailbox.section()]);
+    let output = fetch(&Dmarcpipe::on(&pool), &config);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary = json(&output);
+    assert_eq!((summary["stored"].as_u64(), summary["duplicate"].as_u64()), (Some(0), Some(5)), "{summary}");
+    assert!(mailbox.messages("INBOX").is_empty());
+    assert_eq!(mailbox.messages("DMARC.Archive"), messages);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 5);
+}
+
+#[sqlx::test]
+async fn a_wrong_password_is_one_clear_error_and_no_storm(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    mailbox.append("INBOX", &[report_mail(1)]);
+    let config = mailbox.config(&[mailbox.section().text("password", "wrong")]);
+    let output = fetch(&Dmarcpipe::on(&pool), &config);
+    assert_eq!(code(&output), 2);
+    let said = stderr(&output);
+    let errors: Vec<&str> = said.lines().filter(|line| line.contains("refused")).collect();
+    assert_eq!(errors.len(), 1, "{said}");
+    assert!(
+        errors[0]
+            .contains("mailbox reports: login as dmarc@example.test refused by 127.0.0.1: NO [AUTHENTICATIONFAILED]"),
+        "{said}"
+    );
+    assert_eq!(mailbox.dovecot.log().matches("Password mismatch").count(), 1);
+
+    // serve waits a long while before trying again.
+    let dmarcpipe = Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config));
+    let mut served = Served::start_with(&dmarcpipe, &["serve"]);
+    let line = served.wait_for_log("refused", Duration::from_secs(30));
+    assert!(line.contains("ERROR") && line.contains("mailbox reports:"), "{line}");
+    let wait: f64 = line
+        .split("trying again in ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next()?.parse().ok())
+        .expect("the wait is said");
+    assert!(wait >= 30.0, "{line}");
+    // A storm would show dozens of attempts in this time.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(served.stop().success());
+    assert_eq!(mailbox.dovecot.log().matches("Password mismatch").count(), 2);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 0);
+}
+
+/// A mail of about `bytes` bytes (a text attachment).
+fn large_mail(bytes: usize) -> Vec<u8> {
+    let text: String = (0..bytes / 64).map(|i| format!("{i:>62} \n")).collect();
+    mail_with_attachment("Not a report: a large attachment", "big.txt", "text/plain", text.as_bytes())
+}
+
+#[sqlx::test]
+async fn a_message_over_the_cap_is_not_fetched(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let big = large_mail(40_000);
+    mailbox.append("INBOX", &[report_mail(1), big.clone(), report_mail(2)]);
+    let config = mailbox.config(&[mailbox.section().text("max_message_bytes", "16K")]);
+    let output = fetch(&Dmarcpipe::on(&pool), &config);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let summary = json(&output);
+    assert_eq!((summary["stored"].as_u64(), summary["oversized"].as_u64()), (Some(2), Some(1)), "{summary}");
+    let said = stderr(&output);
+    assert!(said.contains(";UID=2 is larger than max_message_bytes: not fetched, moved to DMARC/Rejected"), "{said}");
+    assert!(said.contains(&format!("size={}", big.len())), "{said}");
+    assert_eq!(mailbox.messages("DMARC.Rejected"), vec![big.clone()]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 2);
+
+    // Left in place instead: one warning, however many times the folder is looked at.
+    mailbox.append("INBOX", &[big.clone()]);
+    let config = mailbox.config(&[mailbox
+        .section()
+        .text("max_message_bytes", "16K")
+        .set("leave_oversized", "true")
+        .set("idle", "false")
+        .set("poll_seconds", "1")]);
+    let dmarcpipe = Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config));
+    let mut served = Served::start_with(&dmarcpipe, &["serve"]);
+    served.wait_for_log("not fetched, left in INBOX", Duration::from_secs(30));
+    for serial in [3, 4] {
+        mailbox.append("INBOX", &[report_mail(serial)]);
+        // UIDs 1-3 went in the first run, 4 is the large one.
+        served.wait_for_log(&format!("UID={} moved to DMARC/Archive", serial + 2), Duration::from_secs(30));
+    }
+    assert!(served.stop().success());
+    // Not fetched: no input row for it.
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 4);
+    assert_eq!(mailbox.messages("INBOX"), vec![big]);
+}
