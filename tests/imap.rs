@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::imap::{ImapProxy, Introspection, Mailbox, counting_token_command, quoted, runs, wait_until};
+use common::imap::{ImapProxy, Introspection, Mailbox, counting_token_command, runs, wait_until};
 use common::smtp::{DatabaseProxy, Served};
 use common::{Dmarcpipe, code, json, path, root, scalar};
 use dmarcpipe_ingest::intake::imap::dovecot::DovecotOptions;
@@ -379,4 +379,113 @@ async fn a_message_over_the_cap_is_not_fetched(pool: PgPool) {
     // Not fetched: no input row for it.
     assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 4);
     assert_eq!(mailbox.messages("INBOX"), vec![big]);
+}
+
+/// A mailbox whose Dovecot also accepts OAuth tokens that `introspection` knows.
+fn oauth_mailbox(introspection: &Introspection) -> Mailbox {
+    Mailbox::start_with(&DovecotOptions {
+        introspection_url: Some(introspection.url.clone()),
+        ..DovecotOptions::default()
+    })
+}
+
+#[sqlx::test]
+async fn xoauth2_and_oauthbearer_with_a_token_command(pool: PgPool) {
+    let introspection = Introspection::start();
+    let mailbox = oauth_mailbox(&introspection);
+    let (command, counter) = counting_token_command(mailbox.dir.path());
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    for (serial, mechanism) in [(1, "xoauth2"), (2, "oauthbearer")] {
+        introspection.accept(&format!("token-{serial}"));
+        mailbox.append("INBOX", &[report_mail(serial)]);
+        let section = mailbox.section().without("password").text("auth", mechanism).text("token_command", &command);
+        let output = fetch(&dmarcpipe, &mailbox.config(&[section]));
+        assert_eq!(code(&output), 0, "{mechanism}: {}", stderr(&output));
+        assert_eq!(json(&output)["stored"], 1, "{mechanism}");
+        assert_eq!(runs(&counter), serial as usize, "{mechanism}: one token per run");
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
+
+    // A token the server refuses, fresh from the command: one clear error, no second run.
+    mailbox.append("INBOX", &[report_mail(3)]);
+    let section = mailbox.section().without("password").text("token_command", &command);
+    let output = fetch(&dmarcpipe, &mailbox.config(&[section]));
+    assert_eq!(code(&output), 2);
+    let said = stderr(&output);
+    assert!(said.contains("mailbox reports: login as dmarc@example.test refused by 127.0.0.1: NO"), "{said}");
+    assert!(said.contains("\"status\":\"401\""), "the server's reason is quoted: {said}");
+    assert_eq!(runs(&counter), 3);
+    assert_eq!(mailbox.messages("INBOX").len(), 1);
+}
+
+#[sqlx::test]
+async fn an_expired_token_makes_token_command_run_again(pool: PgPool) {
+    let introspection = Introspection::start();
+    let mailbox = oauth_mailbox(&introspection);
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    let (command, counter) = counting_token_command(mailbox.dir.path());
+    introspection.accept("token-1");
+    let section = mailbox
+        .section()
+        .set("port", &imap.port.to_string())
+        .without("password")
+        .text("auth", "xoauth2")
+        .text("token_command", &command);
+    let dmarcpipe = Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&mailbox.config(&[section])));
+    let mut served = Served::start_with(&dmarcpipe, &["serve"]);
+    served.wait_for_log("watching INBOX", Duration::from_secs(30));
+    mailbox.append("INBOX", &[report_mail(1)]);
+    served.wait_for_log("UID=1 moved to DMARC/Archive", Duration::from_secs(30));
+    assert_eq!(runs(&counter), 1);
+
+    // The token expires; the connection breaks; the poller logs in again with the token it
+    // kept, which is refused, so it asks token_command for a new one.
+    introspection.revoke("token-1");
+    introspection.accept("token-2");
+    imap.cut();
+    wait_until("a second login", Duration::from_secs(60), || {
+        served.log().iter().filter(|line| line.contains("watching INBOX")).count() == 2
+    });
+    assert_eq!(runs(&counter), 2);
+    mailbox.append("INBOX", &[report_mail(2)]);
+    served.wait_for_log("UID=2 moved to DMARC/Archive", Duration::from_secs(30));
+    assert!(served.stop().success());
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
+}
+
+#[sqlx::test]
+async fn starttls_and_implicit_tls_with_a_ca_file(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let certificate = path(&mailbox.dovecot.certificate).to_owned();
+    // 127.0.0.1 to 127.0.0.2: Dovecot refuses passwords there without TLS.
+    let tls = |mode: &str, port: u16| {
+        mailbox.section().text("host", "127.0.0.2").set("port", &port.to_string()).text("tls", mode)
+    };
+    mailbox.append("INBOX", &[report_mail(1)]);
+    let output = fetch(&dmarcpipe, &mailbox.config(&[tls("none", mailbox.dovecot.imap_port)]));
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("LOGINDISABLED"), "{}", stderr(&output));
+
+    for (serial, mode, port) in
+        [(1, "starttls", mailbox.dovecot.imap_port), (2, "implicit", mailbox.dovecot.imaps_port)]
+    {
+        if serial > 1 {
+            mailbox.append("INBOX", &[report_mail(serial)]);
+        }
+        let section = tls(mode, port).text("ca_file", &certificate);
+        let output = fetch(&dmarcpipe, &mailbox.config(&[section]));
+        assert_eq!(code(&output), 0, "{mode}: {}", stderr(&output));
+        assert_eq!(json(&output)["stored"], 1, "{mode}");
+    }
+    let tls_logins = mailbox.dovecot.log().matches("TLS").count();
+    assert!(tls_logins >= 2, "{}", mailbox.dovecot.log());
+
+    // Without the CA file, the self-signed certificate is refused, and nothing is sent.
+    mailbox.append("INBOX", &[report_mail(3)]);
+    let output = fetch(&dmarcpipe, &mailbox.config(&[tls("implicit", mailbox.dovecot.imaps_port)]));
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("TLS with 127.0.0.2: invalid peer certificate"), "{}", stderr(&output));
+    assert_eq!(mailbox.messages("INBOX").len(), 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
 }
