@@ -489,3 +489,52 @@ async fn starttls_and_implicit_tls_with_a_ca_file(pool: PgPool) {
     assert_eq!(mailbox.messages("INBOX").len(), 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
 }
+
+#[sqlx::test]
+async fn sigterm_finishes_the_batch_in_hand_and_logs_out(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    let messages = report_mails(3);
+    mailbox.append("INBOX", &messages);
+    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    imap.hold("UID MOVE", 1);
+    let mut served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    imap.wait_holding(Duration::from_secs(60));
+    served.terminate();
+    served.wait_for_log("Shutting down", Duration::from_secs(30));
+    // The move of the committed batch goes on after SIGTERM; then the session logs out.
+    imap.release();
+    assert!(served.wait(Duration::from_secs(60)).success());
+    assert!(mailbox.messages("INBOX").is_empty());
+    assert_eq!(mailbox.messages("DMARC.Archive"), messages);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'stored'").await, 3);
+    assert!(mailbox.dovecot.log().contains("Logged out"), "{}", mailbox.dovecot.log());
+}
+
+#[sqlx::test]
+async fn a_recreated_folder_with_a_new_uidvalidity_is_read_again(pool: PgPool) {
+    let mailbox = Mailbox::start();
+    let mut client = mailbox.client();
+    client.create("Reports").expect("created");
+    client.append("Reports", &report_mail(1)).expect("appended");
+    let config = mailbox.config(&[mailbox.section().text("folder", "Reports")]);
+    let mut served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    served.wait_for_log("Reports;UIDVALIDITY=", Duration::from_secs(30));
+
+    // The folder is deleted and made again: its UIDs start over under a new UIDVALIDITY.
+    client.command("DELETE \"Reports\"").expect("deleted");
+    client.create("Reports").expect("created");
+    client.append("Reports", &report_mail(2)).expect("appended");
+    client.logout();
+    served.wait_for_log("UIDVALIDITY of Reports changed", Duration::from_secs(60));
+    wait_until("the new message is stored", Duration::from_secs(60), || {
+        served.log().iter().filter(|line| line.contains(";UID=1 moved to DMARC/Archive")).count() == 2
+    });
+    assert!(served.stop().success());
+    let origins: Vec<String> =
+        sqlx::query_scalar("SELECT origin FROM dmarc_inputs ORDER BY id").fetch_all(&pool).await.expect("origins");
+    assert_eq!(origins.len(), 2);
+    assert!(origins.iter().all(|origin| origin.ends_with(";UID=1")), "{origins:?}");
+    assert_ne!(origins[0], origins[1], "the UIDVALIDITY tells them apart");
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
+}

@@ -94,6 +94,8 @@ struct Summary {
     #[serde(flatten)]
     total: Tally,
     seconds: f64,
+    /// Peak resident memory of this process (Linux), for the benchmark.
+    peak_rss_bytes: Option<u64>,
     mailboxes: Vec<MailboxSummary>,
 }
 
@@ -173,7 +175,12 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArg
             mailbox.name
         );
     }
-    let summary = Summary { total, seconds: started.elapsed().as_secs_f64(), mailboxes };
+    let summary = Summary {
+        total,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: super::import::peak_rss_bytes(),
+        mailboxes,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {

@@ -225,17 +225,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         }
     }
 
-    /// The next response, waiting at most `timeout` for each read.
+    /// The next response, waiting at most `timeout` for each read (a large message may take
+    /// longer as a whole, as long as its bytes keep coming).
     pub async fn read_response(&mut self) -> Result<Response, ImapError> {
-        let timeout = self.timeout;
-        match tokio::time::timeout_at(tokio::time::Instant::now() + timeout, self.read_until_complete()).await {
-            Ok(result) => result,
-            Err(_) => Err(ImapError::Timeout { host: self.host.clone(), seconds: timeout.as_secs() }),
-        }
+        self.next_response(Some(self.timeout)).await
     }
 
     /// The next response, however long it takes (IDLE: the caller bounds the wait).
     pub async fn read_until_complete(&mut self) -> Result<Response, ImapError> {
+        self.next_response(None).await
+    }
+
+    async fn next_response(&mut self, per_read: Option<Duration>) -> Result<Response, ImapError> {
         loop {
             if let Some(end) = self.frame()? {
                 let response = parse(&self.buf[..end]);
@@ -258,7 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             if self.buf.capacity() - self.buf.len() < wanted / 2 {
                 self.buf.reserve(wanted);
             }
-            let read = self.stream.read_buf(&mut self.buf).await;
+            let read = match per_read {
+                Some(limit) => match tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await {
+                    Ok(read) => read,
+                    Err(_) => return Err(ImapError::Timeout { host: self.host.clone(), seconds: limit.as_secs() }),
+                },
+                None => self.stream.read_buf(&mut self.buf).await,
+            };
             match read {
                 Ok(0) => return Err(ImapError::Closed { host: self.host.clone() }),
                 Ok(_) => {}
@@ -611,6 +618,24 @@ mod tests {
         assert_eq!(literal_length(b"* OK done"), None);
         assert_eq!(uid_set(&[9, 3, 4, 5, 12, 13, 7]), "3:5,7,9,12:13");
         assert_eq!(quote("a \"b\" \\c"), "\"a \\\"b\\\" \\\\c\"");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_times_out_but_a_slow_one_does_not() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let mut wire = Wire::new(client, "test", Duration::from_secs(10), 1000);
+        let writer = tokio::spawn(async move {
+            // 25 seconds for one response, but never 10 without a byte.
+            for piece in [&b"* 1 FETCH (BODY[] {3}\r\n"[..], b"a", b"b", b"c", b")\r\n"] {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                server.write_all(piece).await.expect("written");
+            }
+            server // kept open, and silent
+        });
+        assert!(matches!(wire.read_response().await, Ok(Response::Data(Data::Fetch(_)))));
+        let err = wire.read_response().await.expect_err("nothing more comes");
+        assert!(matches!(err, ImapError::Timeout { seconds: 10, .. }), "{err}");
+        drop(writer);
     }
 
     #[tokio::test]
