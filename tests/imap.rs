@@ -56,7 +56,7 @@ fn report_mails(count: u32) -> Vec<Vec<u8>> {
 }
 
 /// `dmarcpipe fetch --json` with this config.
-fn fetch(dmarcpipe: &Dmarcpipe, config: &PathBuf) -> std::process::Output {
+fn fetch(dmarcpipe: &Dmarcpipe, config: &std::path::Path) -> std::process::Output {
     dmarcpipe.run(&["--config", path(config), "fetch", "--json"])
 }
 
@@ -360,7 +360,7 @@ async fn a_message_over_the_cap_is_not_fetched(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 2);
 
     // Left in place instead: one warning, however many times the folder is looked at.
-    mailbox.append("INBOX", &[big.clone()]);
+    mailbox.append("INBOX", std::slice::from_ref(&big));
     let config = mailbox.config(&[mailbox
         .section()
         .text("max_message_bytes", "16K")

@@ -10,7 +10,7 @@
 //! between the commit and the move leaves it in place, and the next run records it as a
 //! `duplicate` of itself (byte-identical inputs are recognised), never a second count.
 //!
-//! Layout: [`protocol`] reads and writes the wire (bounded framing); `connection` opens a
+//! Layout: `protocol` reads and writes the wire (bounded framing); `connection` opens a
 //! session (implicit TLS or STARTTLS with rustls, an optional CA file) and authenticates
 //! (LOGIN, PLAIN, XOAUTH2, OAUTHBEARER; OAuth tokens from a file or a command, see `auth`);
 //! `folders` turns configured names into server names (hierarchy delimiter, personal

@@ -470,34 +470,25 @@ impl<D: Deliver> Poller<D> {
 
     /// A message over the cap: moved to the rejected folder unfetched, or left (warned once).
     async fn oversized(&mut self, connected: &mut Connected, uid: u32, size: u64) -> Result<usize, RunEnd> {
-        let origin = self.origin(uid);
-        let cap = self.settings.max_message_bytes;
-        if self.settings.leave_oversized {
-            if self.left.insert(uid) {
-                self.tally.oversized += 1;
-                tracing::warn!(
-                    mailbox = %self.settings.name,
-                    uid,
-                    size,
-                    max_message_bytes = cap,
-                    "message {origin} is larger than max_message_bytes: not fetched, left in {}",
-                    self.settings.folder
-                );
+        let (whereto, settled) = if self.settings.leave_oversized {
+            if !self.left.insert(uid) {
+                return Ok(0);
             }
-            return Ok(0);
-        }
-        let destination = Destination::Folder(connected.rejected.clone());
-        connected.session.settle(&[uid], &destination).await?;
+            (format!("left in {}", self.settings.folder), 0)
+        } else {
+            connected.session.settle(&[uid], &Destination::Folder(connected.rejected.clone())).await?;
+            (format!("moved to {}", connected.rejected.name), 1)
+        };
         self.tally.oversized += 1;
         tracing::warn!(
             mailbox = %self.settings.name,
             uid,
             size,
-            max_message_bytes = cap,
-            "message {origin} is larger than max_message_bytes: not fetched, moved to {}",
-            connected.rejected.name
+            max_message_bytes = self.settings.max_message_bytes,
+            "message {} is larger than max_message_bytes: not fetched, {whereto}",
+            self.origin(uid)
         );
-        Ok(1)
+        Ok(settled)
     }
 
     fn destination(&self, connected: &Connected, outcome: Outcome) -> Destination {
