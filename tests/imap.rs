@@ -265,13 +265,15 @@ async fn the_connection_cut_mid_fetch_and_mid_move_loses_and_doubles_nothing(poo
     let (output, stderr) = running.finish();
     assert_eq!(code(&output), 0, "{stderr}");
     let summary = json(&output);
-    assert_eq!((summary["stored"].as_u64(), summary["duplicate"].as_u64()), (Some(40), Some(8)), "{summary}");
-    assert_eq!(summary["not_moved"], 8);
-    assert!(stderr.contains("connection to 127.0.0.1 lost") || stderr.contains("closed the connection"), "{stderr}");
+    // The batch whose move was cut is moved after the reconnection, not read again.
+    assert_eq!((summary["stored"].as_u64(), summary["duplicate"].as_u64()), (Some(40), Some(0)), "{summary}");
+    assert_eq!(summary["not_moved"], 0);
+    assert!(stderr.contains("closed the connection") || stderr.contains("lost"), "{stderr}");
+    assert!(stderr.contains("committed but not moved to DMARC/Archive: moved on the next pass"), "{stderr}");
     assert!(mailbox.messages("INBOX").is_empty());
     assert_eq!(mailbox.messages("DMARC.Archive").len(), 40, "each message once");
     assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 40);
-    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 8);
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_inputs").await, 40);
 }
 
 #[sqlx::test]

@@ -130,6 +130,16 @@ pub(super) enum Destination {
     Delete,
 }
 
+impl Destination {
+    /// `moved to DMARC/Archive`, `deleted`.
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Folder(folder) => format!("moved to {}", folder.name),
+            Destination::Delete => "deleted".to_owned(),
+        }
+    }
+}
+
 /// What IDLE ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Woken {

@@ -245,7 +245,8 @@ pub struct Tally {
     pub oversized: u64,
     /// Messages the store refused for a reason of its own (left in the folder).
     pub failed: u64,
-    /// Messages committed but not moved (the connection broke): duplicates next time.
+    /// Messages committed but still not moved when `fetch` ended (the connection broke): the
+    /// next run reads them again and records them as duplicates.
     pub not_moved: u64,
     pub reports: u64,
     pub forensic: u64,

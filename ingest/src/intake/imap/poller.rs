@@ -68,6 +68,9 @@ pub struct Poller<D> {
     /// UIDs (of `uid_validity`) warned about and left in the folder: too large with
     /// `leave_oversized`, or refused by the store for a reason of its own.
     left: HashSet<u32>,
+    /// UIDs (of `uid_validity`) committed whose move failed (the connection broke): moved on
+    /// the next pass without being read and stored again.
+    unmoved: BTreeMap<u32, Destination>,
     tally: Tally,
     connection_backoff: Backoff,
     login_backoff: Backoff,
@@ -92,6 +95,7 @@ impl<D: Deliver> Poller<D> {
             account,
             uid_validity: None,
             left: HashSet::new(),
+            unmoved: BTreeMap::new(),
             tally: Tally::default(),
             connection_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             login_backoff: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
@@ -142,6 +146,8 @@ impl<D: Deliver> Poller<D> {
                     Err(RunEnd::Imap(err)) => break Err(RunEnd::Imap(err)),
                 }
             };
+            // Committed, not moved by the end: read again (duplicates) by the next run.
+            self.tally.not_moved = self.unmoved.len() as u64;
             match ended {
                 Ok(()) => {
                     connected.session.logout().await;
@@ -322,15 +328,22 @@ impl<D: Deliver> Poller<D> {
                 selected.uid_validity
             );
             self.left.clear();
+            self.unmoved.clear();
         }
         self.uid_validity = Some(selected.uid_validity);
         if selected.exists == 0 {
             return Ok(0);
         }
+        let present = connected.session.uids().await?;
+        // Forget what is no longer there (a person moved it).
+        let here: HashSet<u32> = present.iter().copied().collect();
+        self.left.retain(|uid| here.contains(uid));
+        self.unmoved.retain(|uid, _| here.contains(uid));
+        let retried: HashSet<u32> = self.unmoved.keys().copied().collect();
+        let mut settled = self.settle_unmoved(connected).await?;
         let uids: Vec<u32> =
-            connected.session.uids().await?.into_iter().filter(|uid| !self.left.contains(uid)).collect();
+            present.into_iter().filter(|uid| !self.left.contains(uid) && !retried.contains(uid)).collect();
         let cap = self.settings.max_message_bytes;
-        let mut settled = 0;
         for chunk in uids.chunks(SIZE_CHUNK) {
             let sizes = connected.session.sizes(chunk).await?;
             let mut batch = Vec::with_capacity(BATCH_MESSAGES);
@@ -422,10 +435,7 @@ impl<D: Deliver> Poller<D> {
         for (destination, items) in groups {
             let uids: Vec<u32> = items.iter().map(|(uid, _, _)| *uid).collect();
             let moved = connected.session.settle(&uids, &destination).await;
-            let whereto = match &destination {
-                Destination::Folder(folder) => format!("moved to {}", folder.name),
-                Destination::Delete => "deleted".to_owned(),
-            };
+            let whereto = destination.describe();
             for (uid, bytes, delivered) in &items {
                 let origin = self.origin(*uid);
                 match &moved {
@@ -447,14 +457,15 @@ impl<D: Deliver> Poller<D> {
                         input = delivered.input,
                         outcome = delivered.outcome.as_str(),
                         error = %err,
-                        "message {origin} committed but not {whereto}; when read again it is recorded as a duplicate"
+                        "message {origin} committed but not {whereto}: moved on the next pass (a duplicate if this \
+                         process ends first)"
                     ),
                 }
             }
             match moved {
                 Ok(()) => settled += items.len(),
                 Err(err) => {
-                    self.tally.not_moved += items.len() as u64;
+                    self.unmoved.extend(uids.into_iter().map(|uid| (uid, destination.clone())));
                     return Err(err.into());
                 }
             }
@@ -464,6 +475,29 @@ impl<D: Deliver> Poller<D> {
         }
         for uid in larger {
             settled += Box::pin(self.store_and_settle(connected, &[uid], true)).await?;
+        }
+        Ok(settled)
+    }
+
+    /// Moves the messages committed earlier whose move failed.
+    async fn settle_unmoved(&mut self, connected: &mut Connected) -> Result<usize, RunEnd> {
+        let mut groups: BTreeMap<Destination, Vec<u32>> = BTreeMap::new();
+        for (uid, destination) in &self.unmoved {
+            groups.entry(destination.clone()).or_default().push(*uid);
+        }
+        let mut settled = 0;
+        for (destination, uids) in groups {
+            connected.session.settle(&uids, &destination).await?;
+            for uid in &uids {
+                self.unmoved.remove(uid);
+                tracing::info!(
+                    mailbox = %self.settings.name,
+                    "message {} (committed before) {}",
+                    self.origin(*uid),
+                    destination.describe()
+                );
+            }
+            settled += uids.len();
         }
         Ok(settled)
     }
