@@ -540,3 +540,41 @@ async fn a_recreated_folder_with_a_new_uidvalidity_is_read_again(pool: PgPool) {
     assert_ne!(origins[0], origins[1], "the UIDVALIDITY tells them apart");
     assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
 }
+
+#[sqlx::test]
+async fn servers_without_move_or_uidplus(pool: PgPool) {
+    let dmarcpipe = Dmarcpipe::on(&pool);
+    let mut serial = 0;
+    // No MOVE (so COPY, \Deleted, UID EXPUNGE), and then no UIDPLUS either (so EXPUNGE); a
+    // folder name that needs modified UTF-7.
+    for (capabilities, archive, server_name) in [
+        ("IMAP4rev1 IDLE NAMESPACE UIDPLUS", "Rapports/Reçus", "Rapports.Re&AOc-us"),
+        ("IMAP4rev1 IDLE NAMESPACE", "DMARC/Archive", "DMARC.Archive"),
+    ] {
+        let mailbox = Mailbox::start_with(&DovecotOptions {
+            capabilities: Some(capabilities.into()),
+            ..DovecotOptions::default()
+        });
+        let messages: Vec<Vec<u8>> = (0..3).map(|_| report_mail(next(&mut serial))).collect();
+        mailbox.append("INBOX", &messages);
+        let output = fetch(&dmarcpipe, &mailbox.config(&[mailbox.section().text("archive_folder", archive)]));
+        assert_eq!(code(&output), 0, "{capabilities}: {}", stderr(&output));
+        assert_eq!(json(&output)["stored"], 3, "{capabilities}");
+        assert!(mailbox.messages("INBOX").is_empty(), "{capabilities}");
+        assert_eq!(mailbox.messages(server_name), messages, "{capabilities}");
+
+        // delete = true: flagged \Deleted and expunged.
+        mailbox.append("INBOX", &[report_mail(next(&mut serial))]);
+        let section = mailbox.section().text("archive_folder", archive).set("delete", "true");
+        let output = fetch(&dmarcpipe, &mailbox.config(&[section]));
+        assert_eq!(json(&output)["stored"], 1, "{capabilities}: {}", stderr(&output));
+        assert!(mailbox.messages("INBOX").is_empty(), "{capabilities}");
+        assert_eq!(mailbox.messages(server_name).len(), 3, "{capabilities}");
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM dmarc_reports").await, 8);
+}
+
+fn next(serial: &mut u32) -> u32 {
+    *serial += 1;
+    *serial
+}

@@ -220,4 +220,21 @@ mod tests {
         let err = failing.expect_err("the command fails").to_string();
         assert!(err.contains("invalid_client") && err.contains("exit status: 3"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_token_file_is_read_at_every_login() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "first\n").expect("written");
+        let mut tokens = Tokens::new(TokenSource::File(file.clone()));
+        assert_eq!(tokens.get().await.expect("a token").value, "first");
+        // Its writer renewed it: the next login uses the new one.
+        std::fs::write(&file, "{\"access_token\":\"second\",\"expires_in\":3600}").expect("written");
+        let second = tokens.get().await.expect("a token");
+        assert_eq!((second.value.as_str(), second.fresh), ("second", true));
+        assert!(!tokens.renewable(), "a rejected file token is final until the file changes");
+        std::fs::remove_file(&file).expect("removed");
+        let err = tokens.get().await.expect_err("no file").to_string();
+        assert!(err.contains("cannot read token_file"), "{err}");
+    }
 }

@@ -449,8 +449,8 @@ fn code_capabilities(code: Option<&str>) -> Option<HashSet<String>> {
 }
 
 /// Logs in; the capabilities announced in the login's reply, if any.
-async fn login(
-    wire: &mut Wire<Transport>,
+async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
     announced: &HashSet<String>,
     settings: &MailboxSettings,
     tokens: &mut Option<Tokens>,
@@ -513,8 +513,8 @@ async fn login(
 /// A challenge after it is the server's error report: answered with `on_error` so that the
 /// server ends with a tagged `NO` (`None`: cancel with `*`), and returned (decoded) for the
 /// error message.
-async fn authenticate(
-    wire: &mut Wire<Transport>,
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
     mechanism: &str,
     initial: &[u8],
     on_error: Option<&[u8]>,
@@ -549,5 +549,81 @@ async fn authenticate(
             }
             Response::Data(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The login paths Dovecot cannot show (it always offers AUTH=PLAIN and SASL-IR), played
+    //! against a scripted server.
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+    use super::*;
+    use crate::intake::imap::{OAuthMechanism, TokenSource};
+
+    /// Answers each expected client line with its reply.
+    fn scripted(script: Vec<(String, &'static str)>) -> (Wire<DuplexStream>, tokio::task::JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(async move {
+            let (read, mut write) = tokio::io::split(server);
+            let mut lines = BufReader::new(read).lines();
+            for (expected, reply) in script {
+                let line = lines.next_line().await.expect("readable").expect("a line");
+                assert_eq!(line, expected);
+                write.write_all(reply.as_bytes()).await.expect("written");
+            }
+        });
+        (Wire::new(client, "imap.example.com", Duration::from_secs(5), 1024), server)
+    }
+
+    fn settings(credentials: Credentials) -> MailboxSettings {
+        MailboxSettings::new("reports", "imap.example.com", "dmarc@example.com", credentials)
+    }
+
+    fn announced(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn login_when_the_server_offers_no_auth_plain() {
+        let (mut wire, server) = scripted(vec![(
+            r#"d1 LOGIN "dmarc@example.com" "p w\"d""#.to_owned(),
+            "d1 OK [CAPABILITY IMAP4rev1 MOVE UIDPLUS] Logged in\r\n",
+        )]);
+        let settings = settings(Credentials::Password("p w\"d".into()));
+        let capabilities = login(&mut wire, &announced(&["IMAP4REV1"]), &settings, &mut None).await.expect("logged in");
+        assert!(capabilities.expect("announced").contains("MOVE"));
+        server.await.expect("the script ran");
+
+        let (mut wire, _server) = scripted(vec![]);
+        let err = login(&mut wire, &announced(&["IMAP4REV1", "LOGINDISABLED"]), &settings, &mut None)
+            .await
+            .expect_err("no password in clear");
+        assert!(err.to_string().contains("LOGINDISABLED): use tls = \"starttls\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn xoauth2_without_sasl_ir_and_a_refused_token() {
+        let first = BASE64.encode("user=dmarc@example.com\x01auth=Bearer tok\x01\x01");
+        let (mut wire, server) = scripted(vec![
+            ("d1 AUTHENTICATE XOAUTH2".to_owned(), "+ \r\n"),
+            // The server's error challenge: {"status":"401"}.
+            (first, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+            (String::new(), "d1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+        ]);
+        let mechanism = OAuthMechanism::XOAuth2;
+        let settings = settings(Credentials::OAuth { mechanism, token: TokenSource::Command("echo tok".into()) });
+        let mut tokens = Some(Tokens::new(TokenSource::Command("echo tok".into())));
+        let err = login(&mut wire, &announced(&["IMAP4REV1", "AUTH=XOAUTH2"]), &settings, &mut tokens)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "login as dmarc@example.com refused by imap.example.com: NO [AUTHENTICATIONFAILED] Authentication failed. \
+             ({\"status\":\"401\"})"
+        );
+        assert!(err.needs_attention());
+        server.await.expect("the script ran");
     }
 }

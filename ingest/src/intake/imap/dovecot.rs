@@ -31,6 +31,9 @@ pub struct DovecotOptions {
     /// Accept XOAUTH2 and OAUTHBEARER, asking this URL (RFC 7662 style, `post` mode) whether
     /// a token is valid: the answer must be `{"active": true, "username": USER}`.
     pub introspection_url: Option<String>,
+    /// What the server announces instead of its own list (`imap_capability`; the AUTH=
+    /// mechanisms are added before login): to play a server without MOVE or UIDPLUS.
+    pub capabilities: Option<String>,
 }
 
 /// A running Dovecot.
@@ -124,6 +127,9 @@ impl Dovecot {
             config.push_str(&format!(
                 "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf.ext\n}}\n"
             ));
+        }
+        if let Some(capabilities) = &options.capabilities {
+            config.push_str(&format!("protocol imap {{\n  imap_capability = {capabilities}\n}}\n"));
         }
         let config_path = dir.join("dovecot.conf");
         std::fs::write(&config_path, config)?;
