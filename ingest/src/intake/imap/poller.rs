@@ -207,8 +207,11 @@ impl<D: Deliver> Poller<D> {
                 }
                 Err(err) => {
                     drop(connected);
-                    let delay = self.connection_backoff.next_delay();
-                    self.log_failure(&err, Kind::Connection, delay);
+                    // A command the server keeps refusing (a full archive folder) waits as
+                    // long as a refused login: the back-off grows until a pass goes through.
+                    let kind = if err.needs_attention() { Kind::Login } else { Kind::Connection };
+                    let delay = self.backoff(kind).next_delay();
+                    self.log_failure(&err, kind, delay);
                     if stopped_while_waiting(delay, &mut shutdown).await {
                         return;
                     }
@@ -271,8 +274,6 @@ impl<D: Deliver> Poller<D> {
         let mut session = Session::open(&self.settings, self.tls.as_ref(), &mut self.tokens).await?;
         match self.folders(&mut session).await {
             Ok((source, archive, not_report, rejected)) => {
-                self.connection_backoff.reset();
-                self.login_backoff.reset();
                 Ok(Connected { session, source, archive, not_report, rejected })
             }
             Err(err) => {
@@ -315,8 +316,21 @@ impl<D: Deliver> Poller<D> {
         Ok((source, archive, not_report, rejected))
     }
 
-    /// One look at the folder; returns how many messages left it.
+    /// One look at the folder; returns how many messages left it. A pass that goes through
+    /// resets the back-offs: only then is the server known to work again.
     async fn pass(&mut self, connected: &mut Connected, shutdown: &watch::Receiver<bool>) -> Result<usize, RunEnd> {
+        let settled = self.pass_once(connected, shutdown).await?;
+        self.connection_backoff.reset();
+        self.login_backoff.reset();
+        self.database_backoff.reset();
+        Ok(settled)
+    }
+
+    async fn pass_once(
+        &mut self,
+        connected: &mut Connected,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<usize, RunEnd> {
         let selected = connected.session.select(&connected.source.wire).await?;
         if self.uid_validity.is_some_and(|known| known != selected.uid_validity) {
             tracing::warn!(
