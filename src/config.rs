@@ -102,7 +102,7 @@ pub struct SmtpSection {
 }
 
 /// One `[[imap]]` mailbox; each key optional but `host` and `user` (the defaults are those of
-/// [`MailboxSettings::new`]).
+/// [`MailboxSettings::new`], but `max_message_bytes`: that of `[limits]`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapSection {

@@ -62,14 +62,6 @@ pub enum Tls {
 }
 
 impl Tls {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tls::Implicit => "implicit",
-            Tls::StartTls => "starttls",
-            Tls::None => "none",
-        }
-    }
-
     pub fn default_port(self) -> u16 {
         match self {
             Tls::Implicit => 993,
