@@ -1035,6 +1035,22 @@ def quirks():
                 extra="Zuständig: Postmaster-Team, Zürich", decl='<?xml version="1.0" encoding="UTF-16"?>\n')
     write(q + "utf16le-bom.xml", b"\xff\xfe" + xml.encode("utf-16-le"))
 
+    # utf16be-no-bom.xml (X13): UTF-16 big-endian without a byte order mark
+    d = "example.net"
+    xml = small(q + "utf16be-no-bom.xml", "legacy-exchange.example", "lx-20261108-0016", d, day(8),
+                typical(d, q + "utf16be-no-bom.xml", "reject", "own esp"),
+                extra="Zuständig: Postmaster, Köln", decl='<?xml version="1.0" encoding="UTF-16"?>\n')
+    data = xml.encode("utf-16-be")
+    assert data[:2] == b"\x00<"
+    write(q + "utf16be-no-bom.xml", data)
+
+    # cr-line-endings.xml (X11): every line ends in CR alone (classic Mac OS)
+    d = "example.org"
+    xml = small(q + "cr-line-endings.xml", "classic-mac.example", "cm-20261108-0013", d, day(8),
+                typical(d, q + "cr-line-endings.xml", "reject", "own esp spoof"), decl=DECL_PLAIN)
+    assert "\r" not in xml
+    write(q + "cr-line-endings.xml", xml.replace("\n", "\r"))
+
     # latin1-declared.xml (X13)
     d = "example.net"
     xml = small(q + "latin1-declared.xml", "Société Courriel Exemple", "sce-2026-10-05-0007", d, day(5, 10),
@@ -1249,6 +1265,18 @@ def yahoo_style_small(label, rid, domain, begin, records):
 
 
 def quirk_mails(q):
+    # cr-line-endings.eml (M14): a report mail whose lines end in CR alone
+    d = "example.com"
+    b = day(9)
+    org = "cr.reporter.example"
+    rid = f"{org}.{b}.13"
+    xml = small(q + "cr-line-endings.eml", org, rid, d, b, typical(d, q + "cr-line-endings.eml", "reject", "own spoof"))
+    mail = isp_mail(gz(xml), org=org, sender=f"noreply-dmarc@{org}", rid=rid, domain=d, begin=b,
+                    to="dmarc-reports@example.com", arrived=b + DAY + 3100,
+                    text="DMARC aggregate report (saved on a system whose lines end in CR).")
+    assert "\r" not in mail
+    write(q + "cr-line-endings.eml", mail.replace("\n", "\r"))
+
     # base64-no-padding.eml (M10)
     d = "example.com"
     b = day(25, 10)
@@ -1580,6 +1608,30 @@ def rejected():
     recs[1]["count"] = -5
     write(r + "negative-count.xml",
           plain(r + "negative-count.xml", "overflow.example", "of-20261107-1", "example.com", day(7), records=recs))
+
+    # count-too-large.xml: a count of 20 digits, beyond any 64-bit integer
+    recs = typical("example.net", r + "count-too-large.xml", "reject", "own esp spoof")
+    recs[1]["count"] = 99999999999999999999
+    write(r + "count-too-large.xml",
+          plain(r + "count-too-large.xml", "bigcount.example", "bc-20261108-1", "example.net", day(8), records=recs))
+
+    # year-9999-seconds.xml: a date range in the year 9999, in seconds (12 digits: not milliseconds)
+    b = calendar.timegm((9999, 12, 31, 0, 0, 0))
+    assert len(str(b)) == 12
+    write(r + "year-9999-seconds.xml",
+          plain(r + "year-9999-seconds.xml", "far-future.example", "ff-99991231-1", "example.org", b))
+
+    # mime-nesting-11.eml: a report mail whose attachment sits in 11 nested multiparts
+    xml = plain(r + "mime-nesting-11.eml", "nested.reporter.example", "nr-20261108-11", "example.com", day(8))
+    leaf = ('Content-Type: application/gzip; name="report.xml.gz"\nContent-Transfer-Encoding: base64\n\n'
+            + b64(gz(xml)) + "\n")
+    mail = ("From: noreply-dmarc@nested.reporter.example\nTo: dmarc-reports@example.com\n"
+            "Subject: Report Domain: example.com Submitter: nested.reporter.example Report-ID: nr-20261108-11\n"
+            "Date: " + maildate(day(9) + 600) + "\nMessage-ID: <nr-20261108-11@nested.reporter.example>\n"
+            "MIME-Version: 1.0\n")
+    mail += "".join(f'Content-Type: multipart/mixed; boundary="level-{n}"\n\n--level-{n}\n' for n in range(11))
+    mail += leaf + "".join(f"\n--level-{n}--\n" for n in reversed(range(11)))
+    write(r + "mime-nesting-11.eml", mail)
 
     # not-well-formed.xml: mismatched end tag
     xml = plain(r + "not-well-formed.xml", "sloppy-xml.example", "sx-20261107-1", "example.net", day(7))

@@ -96,6 +96,10 @@ pub struct SmtpSection {
     pub max_sessions_per_ip: Option<usize>,
     pub command_timeout_seconds: Option<u64>,
     pub data_timeout_seconds: Option<u64>,
+    /// Bytes per second of message data that extend the DATA and session deadlines.
+    #[serde(default, deserialize_with = "dmarcpipe_ingest::limits::optional_size")]
+    pub data_min_bytes_per_second: Option<u64>,
+    pub session_timeout_seconds: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     /// Database connections of the server (messages stored at once).
     pub database_connections: Option<u32>,

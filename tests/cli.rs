@@ -14,7 +14,7 @@ async fn importing_the_samples_gives_every_outcome(pool: PgPool) {
     assert_eq!(code(&output), 1, "{}", String::from_utf8_lossy(&output.stderr));
     let summary = json(&output);
     let count = |key: &str| summary[key].as_u64().expect("a count");
-    assert_eq!(count("rejected"), 10);
+    assert_eq!(count("rejected"), 13);
     assert_eq!(count("not_report"), 5);
     assert_eq!(count("duplicate"), 1);
     assert_eq!(count("inputs"), count("stored") + count("duplicate") + count("not_report") + count("rejected"));

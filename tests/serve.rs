@@ -81,14 +81,16 @@ async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 1);
 
     let log = served.log();
-    let line = log.iter().find(|line| line.contains("message from 127.0.0.1")).expect("a line per message");
-    for field in ["outcome=\"stored\"", "reports=1", "records=6"] {
+    let line = log.iter().find(|line| line.contains("Message handled")).expect("a line per message");
+    for field in ["channel=\"smtp\"", "origin=127.0.0.1", "input=", "outcome=\"stored\"", "reports=1", "records=6"] {
         assert!(line.contains(field), "{field} in {line}");
     }
     assert!(served.stop().success());
-    // The rollups were brought up to date on the way out.
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_queue").await, 0);
-    assert!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_daily").await > 0);
+    // The rollups were written with the report.
+    assert_eq!(
+        scalar(&pool, "SELECT sum(messages)::bigint FROM aggregate_rollup_daily").await,
+        scalar(&pool, "SELECT sum(message_count)::bigint FROM aggregate_records").await
+    );
 }
 
 #[sqlx::test]
@@ -246,6 +248,8 @@ async fn an_oversize_message_is_refused_with_552_and_the_session_goes_on(pool: P
     let mut client = RawClient::connect(served.smtp);
     assert!(client.command("EHLO raw.client.example").starts_with("250 "));
     assert!(client.command("MAIL FROM:<a@b.example> SIZE=99999").starts_with("552 5.3.4"));
+    // Too large for any integer (smtp-proto alone reads 21 digits of 9 as 9).
+    assert!(client.command("MAIL FROM:<a@b.example> SIZE=999999999999999999999").starts_with("552 5.3.4"));
     assert!(client.command("MAIL FROM:<a@b.example> SIZE=999").starts_with("250 "));
     assert!(client.command("QUIT").starts_with("221 "));
 
@@ -355,17 +359,23 @@ async fn a_200000_record_report_does_not_hold_up_a_small_one(pool: PgPool) {
     assert!(served.stop().success());
 }
 
+/// `dmarcpipe serve` with `config` as its configuration file and no flags; the directory of the
+/// file goes with the server.
+fn serve_with_config(pool: &PgPool, config: &str) -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("dmarcpipe.toml");
+    std::fs::write(&file, config).expect("written");
+    let served = Served::start_with(&Dmarcpipe::on(pool).env("DMARCPIPE_CONFIG", path(&file)), &["serve"]);
+    (dir, served)
+}
+
 #[sqlx::test]
 async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPool) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let config = dir.path().join("dmarcpipe.toml");
-    std::fs::write(
-        &config,
+    let (_dir, served) = serve_with_config(
+        &pool,
         "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"mx.config.example\"\n\
          recipients = [\"rua@config.example\"]\nmax_sessions_per_ip = 2\n",
-    )
-    .expect("written");
-    let served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
+    );
     assert!(served.lmtp.is_none());
     let first = RawClient::connect(served.smtp);
     let second = RawClient::connect(served.smtp);
@@ -398,6 +408,53 @@ async fn the_smtp_section_of_the_config_file_sets_addresses_and_caps(pool: PgPoo
     client.send(&smtp_data(&message));
     let reply = client.command(".");
     assert!(reply.starts_with("250 2.0.0 Stored as input 1"), "{reply}");
+    assert!(served.stop().success());
+}
+
+/// Sends `step(i)` every 100 ms, `steps` times, reading the replies as they come; the first
+/// `421` and the number of steps sent before it, or `None` if the script ran out first.
+fn send_slowly(client: &mut RawClient, steps: usize, step: impl Fn(usize) -> &'static [u8]) -> Option<(usize, String)> {
+    for sent in 0..steps {
+        client.send(step(sent));
+        std::thread::sleep(Duration::from_millis(100));
+        while client.has_reply_waiting() {
+            let reply = client.reply();
+            if reply.starts_with("421 ") {
+                return Some((sent + 1, reply));
+            }
+        }
+    }
+    None
+}
+
+#[sqlx::test]
+async fn clients_that_trickle_bytes_are_cut_off_by_the_line_and_session_deadlines(pool: PgPool) {
+    let (_dir, served) = serve_with_config(
+        &pool,
+        &format!(
+            "[smtp]\nlisten = [\"127.0.0.1:0\"]\nrecipients = [\"{RUA}\"]\ncommand_timeout_seconds = 2\n\
+             data_timeout_seconds = 1\nsession_timeout_seconds = 3\n"
+        ),
+    );
+
+    // One byte every 100 ms and never a line end (30 s of script): each byte used to restart
+    // the command timeout, so this client held its session for as long as it liked.
+    let mut dribbler = RawClient::connect(served.smtp);
+    let (sent, reply) = send_slowly(&mut dribbler, 300, |_| b"x").expect("cut off before the script ends");
+    assert_eq!(reply, "421 4.4.2 Timeout waiting for a command, closing the connection");
+    assert!(sent < 300);
+    assert_eq!(dribbler.rest(), "", "and the connection is closed");
+
+    // Complete commands in good time, for ever: the session lifetime (3 s + 1 s here) ends it.
+    let mut chatter = RawClient::connect(served.smtp);
+    let (sent, reply) = send_slowly(&mut chatter, 300, |_| b"NOOP\r\n").expect("cut off before the script ends");
+    assert_eq!(reply, "421 4.4.2 Session time limit reached, closing the connection");
+    assert!(sent < 300);
+    assert_eq!(chatter.rest(), "");
+
+    // The server is as available as before.
+    let transcript = Swaks::to(served.smtp).data(&sample("aggregate/fastmail.eml")).delivered();
+    assert!(transcript.contains("Stored as input 1"), "{transcript}");
     assert!(served.stop().success());
 }
 

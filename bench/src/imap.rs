@@ -72,7 +72,7 @@ fn measure(binary: &Path, dovecot: &Dovecot, url: &str, count: usize) -> Result<
         field("peak_rss_bytes") as f64 / (1 << 20) as f64
     );
     println!(
-        "\n(one `dmarcpipe fetch` end to end: login, folders, fetch, commit on disk, move, rollups; the INBOX keeps \
+        "\n(one `dmarcpipe fetch` end to end: login, folders, fetch, commit on disk, move; the INBOX keeps \
          {left}, the archive holds {archived}; the database holds {inputs} inputs, {stored} stored, {rows} reports, \
          {reports} distinct)"
     );

@@ -1,7 +1,8 @@
 //! Turns report bytes in whatever encoding the reporter used into UTF-8, streaming.
 //!
 //! Input: any `BufRead` positioned at the start of an XML (or JSON) document. Output: the
-//! document without a byte-order mark, in UTF-8: UTF-16 (by BOM or by the shape of `<?xml`),
+//! document without a byte-order mark, in UTF-8: UTF-16 (by BOM, or without one by the zero
+//! bytes of its first characters, see [`utf16_xml`]),
 //! ISO-8859-1 and windows-1252 (by declaration) are transcoded; UTF-8, the common case, passes
 //! through untouched. Bytes that are not valid UTF-8 in a UTF-8 document are the XML reader's
 //! business (it reads them as windows-1252, which is what the reporters who emit 0x91/0x92
@@ -100,10 +101,8 @@ impl<R: BufRead> Utf8Reader<R> {
             (SourceEncoding::Utf16Le, 2)
         } else if head.starts_with(&[0xFE, 0xFF]) {
             (SourceEncoding::Utf16Be, 2)
-        } else if head.starts_with(&[b'<', 0, b'?', 0]) {
-            (SourceEncoding::Utf16Le, 0)
-        } else if head.starts_with(&[0, b'<', 0, b'?']) {
-            (SourceEncoding::Utf16Be, 0)
+        } else if let Some(encoding) = utf16_xml(head) {
+            (encoding, 0)
         } else {
             (self.declared_single_byte_encoding(), 0)
         };
@@ -252,6 +251,30 @@ impl<R: BufRead> BufRead for Utf8Reader<R> {
     }
 }
 
+/// The byte order of XML written in UTF-16, with or without a byte order mark, recognised by
+/// its first characters: blanks, then `<` and a name start (`<?xml`, `<feedback`, `<!--`).
+/// Each is ASCII, so one of its two bytes is zero: `00 3C` is big-endian, `3C 00` little.
+/// UTF-8 text never matches (its `<` would pair with the next byte).
+pub fn utf16_xml(head: &[u8]) -> Option<SourceEncoding> {
+    let (body, orders): (&[u8], &[SourceEncoding]) = if let Some(rest) = head.strip_prefix(&[0xFF, 0xFE]) {
+        (rest, &[SourceEncoding::Utf16Le])
+    } else if let Some(rest) = head.strip_prefix(&[0xFE, 0xFF]) {
+        (rest, &[SourceEncoding::Utf16Be])
+    } else {
+        (head, &[SourceEncoding::Utf16Le, SourceEncoding::Utf16Be])
+    };
+    orders.iter().copied().find(|&order| {
+        let mut units = body.chunks_exact(2).map(|pair| match order {
+            SourceEncoding::Utf16Be => u16::from_be_bytes([pair[0], pair[1]]),
+            _ => u16::from_le_bytes([pair[0], pair[1]]),
+        });
+        let first = units.find(|&unit| !matches!(unit, 0x20 | 0x09 | 0x0A | 0x0D));
+        let second = units.next().and_then(|unit| u8::try_from(unit).ok());
+        first == Some(u16::from(b'<'))
+            && second.is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'?' | b'!' | b'_'))
+    })
+}
+
 /// windows-1252 for one byte; 0x80..=0x9F differ from ISO-8859-1.
 pub(crate) fn windows_1252(b: u8) -> char {
     const HIGH: [char; 32] = [
@@ -296,6 +319,29 @@ mod tests {
         let (out, report) = convert(&be);
         assert_eq!(out, text);
         assert_eq!(report.transcoded_from, Some("UTF-16BE"));
+    }
+
+    #[test]
+    fn utf16_without_bom_is_recognised_in_both_byte_orders() {
+        let encode = |text: &str, order: SourceEncoding| -> Vec<u8> {
+            text.encode_utf16()
+                .flat_map(|unit| if order == SourceEncoding::Utf16Be { unit.to_be_bytes() } else { unit.to_le_bytes() })
+                .collect()
+        };
+        for order in [SourceEncoding::Utf16Be, SourceEncoding::Utf16Le] {
+            for text in ["<?xml version=\"1.0\"?><a>ä</a>", "<feedback><a>ü</a></feedback>", "\r\n <!-- x --><a/>"] {
+                let bytes = encode(text, order);
+                assert_eq!(utf16_xml(&bytes), Some(order), "{text}");
+                let (out, report) = convert(&bytes);
+                assert_eq!(out, text);
+                assert_eq!(report.transcoded_from, Some(order.name()));
+                assert!(!report.byte_order_mark);
+            }
+        }
+        assert_eq!(utf16_xml(b"<?xml version='1.0'?>"), None, "UTF-8");
+        assert_eq!(utf16_xml(b"  <feedback>"), None);
+        assert_eq!(utf16_xml(&[0, b'x', 0, b'<']), None, "text, not XML");
+        assert_eq!(utf16_xml(&[0xFE, 0xFF, 0, b'\n', 0, b'<', 0, b'f']), Some(SourceEncoding::Utf16Be));
     }
 
     #[test]

@@ -120,6 +120,12 @@ impl Envelope {
         Envelope { origin, payload, received_at: Utc::now() }
     }
 
+    /// The tracing span of this input: every log line about it carries its channel, its origin
+    /// and, once the store has recorded it, its id (`span.record("input", id)`).
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("input", channel = self.origin.channel(), origin = %self.origin, input = tracing::field::Empty)
+    }
+
     /// Hashes the input (reading a file payload once, in 256 KiB steps).
     pub fn fingerprint(&self) -> Result<Fingerprint, IngestError> {
         let mut hasher = Sha256::new();

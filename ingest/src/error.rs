@@ -103,6 +103,13 @@ impl IngestError {
     }
 }
 
+/// Shown as its message (in `dmarcpipe parse` output and the golden files).
+impl serde::Serialize for IngestError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Errors surface from `std::io::Read` adapters (decompressors, limit counters) as
 /// `io::Error`s; this recovers the original `IngestError` that the adapter wrapped.
 pub(crate) fn from_io(err: std::io::Error, what: &str) -> IngestError {

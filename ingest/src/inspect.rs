@@ -1,34 +1,34 @@
-//! Unpacks and parses a whole input in memory, without a database: what `dmarcpipe parse`
-//! prints and what the golden tests over `samples/` compare.
+//! Everything in one input, read into memory: what `dmarcpipe parse` prints, what the golden
+//! tests over `samples/` compare, and what the store writes for every input small enough to
+//! be read whole (nearly all of them).
 //!
-//! The store has its own visitor that streams records into PostgreSQL; both see the same
-//! documents in the same order, and both classify an input by the same rule
-//! ([`Inspection::verdict`]).
+//! [`inspect`] collects the items of [`crate::read`]; so does the store's streaming route for
+//! the rare input too large for memory, item by item. Both classify an input by the same rule
+//! ([`Contents::of`]).
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::aggregate::{self, Opened};
 use crate::envelope::Envelope;
 use crate::error::IngestError;
 use crate::forensic::ForensicReport;
 use crate::limits::Limits;
 use crate::model::AggregateReport;
-use crate::unpack::{self, Document, DocumentKind, Visitor};
+use crate::read::{self, Item, Sink};
 
 /// Everything found in one input.
 #[derive(Debug, Default, Serialize)]
 pub struct Inspection {
-    pub verdict: Verdict,
+    pub verdict: Contents,
     pub reports: Vec<Found<AggregateReport>>,
     /// Failure (forensic) reports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub forensic: Vec<Found<ForensicReport>>,
+    pub forensic: Vec<Found<ForensicFound>>,
     /// Parts that could not be unpacked or parsed, with the reason.
-    pub problems: Vec<Found<String>>,
+    pub problems: Vec<Found<IngestError>>,
     /// Parts that are not reports.
     pub skipped: Vec<Found<String>>,
     /// Container oddities that were tolerated.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<ContainerWarning>,
 }
 
 /// Something found at a location inside the input.
@@ -38,10 +38,33 @@ pub struct Found<T> {
     pub content: T,
 }
 
-/// How an input is classified before storage decides stored versus duplicate.
+/// A failure report and the report mail it was read from (to be sealed; never printed).
+#[derive(Debug, Serialize)]
+pub struct ForensicFound {
+    #[serde(flatten)]
+    pub report: ForensicReport,
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// A tolerated oddity of a container. Shown as its message; the code goes with the input's
+/// warnings in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerWarning {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Serialize for ContainerWarning {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.message)
+    }
+}
+
+/// What an input holds, before storage decides stored versus duplicate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum Contents {
     /// At least one report and no problem.
     Reports,
     /// Something was wrong (reports found alongside are still stored).
@@ -51,15 +74,15 @@ pub enum Verdict {
     NotReport,
 }
 
-impl Verdict {
-    /// The rule shared by every consumer of the unpacker.
-    pub fn of(reports: usize, problems: usize) -> Verdict {
+impl Contents {
+    /// The rule shared by every consumer of [`crate::read`].
+    pub fn of(reports: usize, problems: usize) -> Contents {
         if problems > 0 {
-            Verdict::Rejected
+            Contents::Rejected
         } else if reports > 0 {
-            Verdict::Reports
+            Contents::Reports
         } else {
-            Verdict::NotReport
+            Contents::NotReport
         }
     }
 }
@@ -75,56 +98,93 @@ impl Inspection {
         let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
         format!("no report found ({}{tail})", parts.join("; "))
     }
+
+    /// Adds one item found at `location` (aggregate reports are read whole).
+    pub fn add(&mut self, location: &str, item: Item<'_, '_>) {
+        let location = location.to_owned();
+        match item {
+            Item::Aggregate(document) => {
+                // A broken report comes back as a problem of its own.
+                if let Some(report) = document.read_all() {
+                    self.reports.push(Found { location, content: report });
+                }
+            }
+            Item::Forensic(report, raw) => {
+                self.forensic.push(Found { location, content: ForensicFound { report: *report, raw: raw.to_vec() } })
+            }
+            Item::NotReport(what) => self.skipped.push(Found { location, content: what }),
+            Item::Problem(error) => self.problems.push(Found { location, content: error }),
+        }
+    }
+
+    fn classify(mut self) -> Inspection {
+        self.verdict = Contents::of(self.reports.len() + self.forensic.len(), self.problems.len());
+        self
+    }
 }
 
 /// Unpacks and parses `envelope` entirely in memory.
 pub fn inspect(envelope: &Envelope, limits: &Limits) -> Inspection {
-    let mut collector = Collector { limits, inspection: Inspection::default() };
-    let Ok(()) = unpack::unpack(envelope, limits, &mut collector);
-    let mut inspection = collector.inspection;
-    inspection.verdict = Verdict::of(inspection.reports.len() + inspection.forensic.len(), inspection.problems.len());
-    inspection
+    let mut inspection = Inspection::default();
+    let Ok(()) = read::read(envelope, limits, &mut inspection);
+    inspection.classify()
 }
 
-struct Collector<'a> {
-    limits: &'a Limits,
-    inspection: Inspection,
-}
-
-impl Visitor for Collector<'_> {
+impl Sink for Inspection {
     type Error = std::convert::Infallible;
 
-    fn document(&mut self, document: Document<'_>) -> Result<(), Self::Error> {
-        let location = document.location.to_owned();
-        match document.kind {
-            DocumentKind::Xml => match aggregate::parse(document.reader, self.limits.max_xml_depth) {
-                Ok(Opened::Report(report)) => self.inspection.reports.push(Found { location, content: report }),
-                Ok(Opened::NotAggregate(what)) => self.inspection.skipped.push(Found { location, content: what }),
-                Err(err) => self.inspection.problems.push(Found { location, content: err.to_string() }),
-            },
-            DocumentKind::Json => match crate::unpack::classify_json(document.reader) {
-                Some(err) => self.inspection.problems.push(Found { location, content: err.to_string() }),
-                None => self.inspection.skipped.push(Found { location, content: "JSON, not a report".into() }),
-            },
+    fn item(&mut self, location: &str, item: Item<'_, '_>) -> Result<(), Self::Error> {
+        self.add(location, item);
+        Ok(())
+    }
+
+    fn warning(&mut self, code: &'static str, message: String) {
+        self.warnings.push(ContainerWarning { code, message });
+    }
+}
+
+/// The input holds more records than the caller wanted in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgrown;
+
+/// [`inspect`], giving up as soon as the input's reports hold more than `max_records` records
+/// together (the store then streams the input instead).
+pub fn inspect_up_to(envelope: &Envelope, limits: &Limits, max_records: usize) -> Result<Inspection, Outgrown> {
+    let mut collector = Bounded { inspection: Inspection::default(), records_left: max_records };
+    read::read(envelope, limits, &mut collector)?;
+    Ok(collector.inspection.classify())
+}
+
+/// Collects like [`Inspection`] does, up to a number of records.
+struct Bounded {
+    inspection: Inspection,
+    records_left: usize,
+}
+
+impl Sink for Bounded {
+    type Error = Outgrown;
+
+    fn item(&mut self, location: &str, item: Item<'_, '_>) -> Result<(), Outgrown> {
+        let Item::Aggregate(document) = item else {
+            self.inspection.add(location, item);
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        while let Some(record) = document.next_record() {
+            if self.records_left == 0 {
+                return Err(Outgrown);
+            }
+            self.records_left -= 1;
+            records.push(record);
+        }
+        if let Some(summary) = document.finish() {
+            let report = AggregateReport { header: document.header().clone(), summary, records };
+            self.inspection.reports.push(Found { location: location.to_owned(), content: report });
         }
         Ok(())
     }
 
-    fn forensic(&mut self, location: &str, report: ForensicReport, _raw: &[u8]) -> Result<(), Self::Error> {
-        self.inspection.forensic.push(Found { location: location.to_owned(), content: report });
-        Ok(())
-    }
-
-    fn problem(&mut self, location: &str, error: IngestError) -> Result<(), Self::Error> {
-        self.inspection.problems.push(Found { location: location.to_owned(), content: error.to_string() });
-        Ok(())
-    }
-
-    fn skipped(&mut self, location: &str, what: &str) {
-        self.inspection.skipped.push(Found { location: location.to_owned(), content: what.to_owned() });
-    }
-
-    fn warning(&mut self, _code: &'static str, message: String) {
-        self.inspection.warnings.push(message);
+    fn warning(&mut self, code: &'static str, message: String) {
+        self.inspection.warning(code, message);
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //! - [`envelope`]: an input as received (bytes or a file, where it came from, when).
+//! - [`read`]: the one way from an input to the items in it (aggregate reports, failure
+//!   reports, problems, parts that are not reports), for every consumer.
+//! - [`inspect`]: all the items of an input in memory (`dmarcpipe parse`, the golden tests,
+//!   and the store for every input that fits).
 //! - [`unpack`]: sniffing, capped decompression (gzip, zip), MIME walking; finds the report
 //!   documents inside an input.
 //! - [`charset`]: whatever encoding a document is in, to UTF-8.
@@ -23,6 +27,7 @@ pub mod intake;
 pub mod limits;
 pub mod model;
 pub(crate) mod normalize;
+pub mod read;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod unpack;

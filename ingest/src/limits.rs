@@ -26,9 +26,11 @@ pub struct Limits {
     pub max_zip_entries: u64,
     /// Deepest nesting of containers (gzip in zip in mail in a forwarded mail ...).
     pub max_nesting: u32,
-    /// Deepest MIME nesting (multipart and message/rfc822 levels).
+    /// Deepest MIME nesting: every multipart and every forwarded message (`message/rfc822`,
+    /// encoded or not) is a level, counted from the container nesting of the mail.
     pub max_mime_depth: u32,
-    /// Most MIME parts walked in one message.
+    /// Most MIME parts in one message (containers included), and most leaf parts walked in
+    /// one input.
     pub max_mime_parts: u32,
     /// Deepest element nesting accepted in report XML (real reports use 6).
     pub max_xml_depth: u32,

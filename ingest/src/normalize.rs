@@ -89,12 +89,27 @@ fn zero_padded_ipv4(text: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
+/// Report dates from this one on are refused as implausible (they would also create absurd
+/// partitions): 2100-01-01, in seconds since the epoch.
+const LATEST_SECONDS: i64 = 4_102_444_800;
+/// The earliest date a number is read as milliseconds for: 2000-01-01. Early dates in seconds
+/// are accepted (the RFC 9990 example itself is dated 1979), but a number that is neither a
+/// date before 2100 in seconds nor one of this century in milliseconds is a mistake, not a
+/// unit: the year 9999 in seconds (`253402300799`) would read as 1978 in milliseconds.
+const EARLIEST_MILLISECONDS: i64 = 946_684_800_000;
+
 /// Parses a `date_range` bound: integer seconds since the epoch, tolerating a fraction
-/// (`1700006400.0`), milliseconds (13 digits), and RFC 3339 text.
+/// (`1700006400.0`), milliseconds, and RFC 3339 text. The plausible window: seconds from 1970
+/// to the end of 2099, or milliseconds from 2000 to the end of 2099 (so a number is
+/// milliseconds only when it is too large to be seconds before 2100, from 12 digits on);
+/// anything else is refused with both readings in the reason.
 pub(crate) fn timestamp(text: &str) -> Result<Normalized<DateTime<Utc>>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("is empty".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<i64>().is_err() {
+        return Err(format!("`{text}` is implausible: far beyond 2099 whether read as seconds or milliseconds"));
     }
     if let Ok(seconds) = text.parse::<i64>() {
         return epoch(seconds, text);
@@ -112,6 +127,9 @@ pub(crate) fn timestamp(text: &str) -> Result<Normalized<DateTime<Utc>>, String>
         return Ok(Normalized::noted(parsed.value, "timestamp_fractional", why));
     }
     if let Ok(moment) = DateTime::parse_from_rfc3339(text) {
+        if moment.timestamp() >= LATEST_SECONDS {
+            return Err(format!("`{text}` is implausible (after 2099)"));
+        }
         return Ok(Normalized::noted(
             moment.with_timezone(&Utc),
             "timestamp_format",
@@ -121,18 +139,30 @@ pub(crate) fn timestamp(text: &str) -> Result<Normalized<DateTime<Utc>>, String>
     Err(format!("`{text}` is not a number of seconds since 1970"))
 }
 
-fn epoch(seconds: i64, text: &str) -> Result<Normalized<DateTime<Utc>>, String> {
-    if seconds < 0 {
+fn epoch(number: i64, text: &str) -> Result<Normalized<DateTime<Utc>>, String> {
+    if number < 0 {
         return Err(format!("`{text}` is before 1970"));
     }
-    // 10^11 seconds is the year 5138; 13-digit values are milliseconds.
-    let (seconds, note) = if seconds > 100_000_000_000 {
-        (seconds / 1000, Some(("timestamp_milliseconds", format!("`{text}` read as milliseconds"))))
+    let (seconds, note) = if number < LATEST_SECONDS {
+        (number, None)
+    } else if (EARLIEST_MILLISECONDS..LATEST_SECONDS.saturating_mul(1000)).contains(&number) {
+        (number / 1000, Some(("timestamp_milliseconds", format!("`{text}` read as milliseconds"))))
     } else {
-        (seconds, None)
+        return Err(format!(
+            "`{text}` is implausible: as seconds it is {}, as milliseconds {} (dates are read as seconds \
+             before 2100 or as milliseconds from 2000 to 2099)",
+            day(number),
+            day(number / 1000)
+        ));
     };
     let value = DateTime::from_timestamp(seconds, 0).ok_or_else(|| format!("`{text}` is out of range"))?;
     Ok(Normalized { value, note })
+}
+
+/// The day `seconds` after the epoch falls on, for messages.
+fn day(seconds: i64) -> String {
+    DateTime::from_timestamp(seconds, 0)
+        .map_or_else(|| "beyond the year 262,000".to_owned(), |moment| moment.format("%Y-%m-%d").to_string())
 }
 
 /// Lower-cases a domain and drops a trailing dot. Empty means absent.
@@ -191,6 +221,35 @@ mod tests {
         assert!(t("-5").is_err());
         assert!(t("").is_err());
         assert!(t("yesterday").is_err());
+    }
+
+    #[test]
+    fn timestamps_outside_the_plausible_window_are_refused_with_both_readings() {
+        let t = |s: &str| timestamp(s).map(|n| (n.value.timestamp(), n.note.map(|(code, _)| code)));
+        // Early dates in seconds stay what they say (the RFC 9990 example is dated 1979).
+        assert_eq!(t("302832000"), Ok((302_832_000, None)));
+        assert_eq!(t("100"), Ok((100, None)));
+        // The last second before 2100, and milliseconds from 2000 to 2099.
+        assert_eq!(t("4102444799"), Ok((4_102_444_799, None)));
+        assert_eq!(t("946684800000"), Ok((946_684_800, Some("timestamp_milliseconds"))));
+        assert_eq!(t("4102444799999"), Ok((4_102_444_799, Some("timestamp_milliseconds"))));
+        // The year 9999 in seconds (12 digits) was read as milliseconds: 1978.
+        assert_eq!(
+            t("253402300799"),
+            Err("`253402300799` is implausible: as seconds it is 9999-12-31, as milliseconds 1978-01-11 \
+                 (dates are read as seconds before 2100 or as milliseconds from 2000 to 2099)"
+                .to_owned())
+        );
+        for implausible in ["4102444800", "99999999999", "4102444800000", "9223372036854775807", "2100-01-01T00:00:00Z"]
+        {
+            assert!(t(implausible).is_err_and(|why| why.contains("implausible")), "{implausible}");
+        }
+        assert_eq!(
+            t("99999999999999999999"),
+            Err("`99999999999999999999` is implausible: far beyond 2099 whether read as seconds or milliseconds"
+                .to_owned())
+        );
+        assert!(t("9223372036854775807").is_err_and(|why| why.contains("beyond the year 262,000")));
     }
 
     #[test]

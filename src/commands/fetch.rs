@@ -7,12 +7,10 @@
 //! ones together in one statement, each commit waiting for the disk, and is moved to the
 //! folder of its outcome only then. A lost connection or a database outage is retried with
 //! back-off for up to [`PATIENCE`]; a refused login is not retried. At the end: the outcome
-//! counts per mailbox (stderr, or `--json` on stdout), rollups brought up to date, and the
-//! exit code of `import`: 0 all handled, 1 some rejected, too large or not stored, 2 a mailbox
+//! counts per mailbox (stderr, or `--json` on stdout), and the exit code of `import`: 0 all handled, 1 some rejected, too large or not stored, 2 a mailbox
 //! could not be read to its end (login refused, server or database away).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -38,8 +36,6 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 pub struct MailboxDelivery {
     pub store: Store,
     pub limits: Limits,
-    /// Set when reports were stored since the rollups were last brought up to date.
-    pub since_refresh: Arc<AtomicBool>,
 }
 
 impl Deliver for MailboxDelivery {
@@ -48,12 +44,7 @@ impl Deliver for MailboxDelivery {
         results
             .into_iter()
             .map(|result| match result {
-                Ok(result) => {
-                    if result.reports_stored > 0 {
-                        self.since_refresh.store(true, Ordering::Relaxed);
-                    }
-                    Ok(delivered(&result))
-                }
+                Ok(result) => Ok(delivered(&result)),
                 Err(err) => Err(NotStored { transient: err.is_transient(), reason: err.to_string() }),
             })
             .collect()
@@ -118,7 +109,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArg
     let limits = config.limits(&args.limits);
     let mailboxes = chosen(config, &limits, &args.mailboxes)?;
     let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?;
-    let delivery = Arc::new(MailboxDelivery { store: store.clone(), limits, since_refresh: Arc::default() });
+    let delivery = Arc::new(MailboxDelivery { store, limits });
     let mut pollers = Vec::with_capacity(mailboxes.len());
     for settings in mailboxes {
         let name = settings.name.clone();
@@ -154,11 +145,6 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArg
     done.sort_by_key(|(position, _)| *position);
     let mailboxes: Vec<MailboxSummary> = done.into_iter().map(|(_, summary)| summary).collect();
 
-    if delivery.since_refresh.load(Ordering::Relaxed)
-        && let Err(err) = store.refresh_rollups().await
-    {
-        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
-    }
     let mut total = Tally::default();
     for mailbox in &mailboxes {
         total.merge(&mailbox.tally);

@@ -181,11 +181,6 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let _ = walker.await;
     progress.finish();
 
-    if fatal.is_none()
-        && let Err(err) = store.refresh_rollups().await
-    {
-        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
-    }
     if let Err(err) = store.make_durable().await {
         eprintln!("dmarcpipe: cannot confirm that the imported inputs reached the disk: {err}; run the import again");
         return Ok(exit::FATAL);
@@ -289,9 +284,6 @@ async fn import_stdin(
             let mut summary = Summary::default();
             summary.add(&result);
             summary.seconds = started.elapsed().as_secs_f64();
-            if let Err(err) = store.refresh_rollups().await {
-                tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
-            }
             if let Some(error) = &result.error {
                 eprintln!("dmarcpipe: rejected: stdin: {error} (input {})", result.input);
             }

@@ -2,7 +2,7 @@
 //! check a file before importing it, and what the golden tests of `samples/` compare.
 
 use anyhow::Result;
-use dmarcpipe_ingest::inspect::{Verdict, inspect};
+use dmarcpipe_ingest::inspect::{Contents, inspect};
 use dmarcpipe_ingest::intake::files::Walk;
 use serde::Serialize;
 
@@ -26,7 +26,7 @@ pub fn run(config: &FileConfig, args: ParseArgs) -> Result<u8> {
         let text = match item {
             Ok(envelope) => {
                 let inspection = inspect(&envelope, &limits);
-                if inspection.verdict == Verdict::Rejected {
+                if inspection.verdict == Contents::Rejected {
                     code = exit::REJECTED;
                 }
                 let parsed = Parsed { input: envelope.origin.to_string(), error: None, inspection: Some(&inspection) };

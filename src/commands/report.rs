@@ -53,7 +53,6 @@ async fn rollup_table(
     forensic_key: Option<CountKey>,
     filter: &RollupFilter,
 ) -> Result<Table> {
-    store.refresh_rollups().await.context("cannot refresh the rollups")?;
     let mut rows = rollup::query(store.pool(), key, filter).await.context("cannot query the rollups")?;
     let mut forensic_counts = std::collections::HashMap::new();
     if let Some(forensic_key) = forensic_key {

@@ -56,7 +56,6 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: Reproces
             }
         }
     }
-    store.refresh_rollups().await.context("cannot refresh the rollups")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -5,14 +5,12 @@
 //! goes through the same pipeline as `import` (same outcomes and provenance, origin = client
 //! IP, HELO and MAIL FROM) with each commit waiting for the disk, and is acknowledged only
 //! then; any failure to store gives `451`, so the sending MTA keeps the message and retries.
-//! One log line per message. Each IMAP mailbox gets a poller (see `fetch.rs` and
-//! `dmarcpipe_ingest::intake::imap`) that IDLEs or polls and moves each message after its
-//! commit. Rollups are brought up to date every little while and at the end. SIGTERM or
-//! Ctrl-C stops accepting, lets messages in progress finish within the grace period (pollers
-//! store and move the batch in hand, then log out), and exits 0.
+//! One log line per message (rollups are written with each report). Each IMAP mailbox gets a
+//! poller (see `fetch.rs` and `dmarcpipe_ingest::intake::imap`) that IDLEs or polls and moves
+//! each message after its commit. SIGTERM or Ctrl-C stops accepting, lets messages in progress
+//! finish within the grace period (pollers store and move the batch in hand, then log out), and
+//! exits 0.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +20,7 @@ use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Se
 use dmarcpipe_store::{InputResult, Outcome, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::connect;
 use super::fetch::{MailboxDelivery, watch_mailboxes};
@@ -34,9 +33,6 @@ const DEFAULT_CONNECTIONS: u32 = 16;
 
 /// How long pollers may take to finish after SIGTERM when there is no `[smtp]` to say.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-
-/// How often rollups are brought up to date while messages arrive.
-const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// Longest reason quoted back to the sender in a reply line (RFC 5321 caps lines at 512).
 const MAX_REPLY_REASON: usize = 200;
@@ -64,10 +60,8 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         tracing::info!("listening on {bound} ({})", name(*protocol));
         listeners.push((listener, *protocol));
     }
-    let since_refresh = Arc::new(AtomicBool::new(false));
     let (stop, shutdown) = watch::channel(false);
-    let mailbox_delivery =
-        MailboxDelivery { store: store.clone(), limits: limits.clone(), since_refresh: since_refresh.clone() };
+    let mailbox_delivery = MailboxDelivery { store: store.clone(), limits: limits.clone() };
     let mut pollers = watch_mailboxes(mailboxes, mailbox_delivery, &shutdown)?;
     match &settings {
         Some(settings) => tracing::info!(
@@ -92,11 +86,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         // The pollers and the server watch this channel until they are done.
         std::future::pending::<()>().await;
     });
-    let refresher = tokio::spawn(refresh_while_running(store.clone(), since_refresh.clone()));
-
     let cut_off = match settings {
         Some(settings) => {
-            let delivery = StoreDelivery { store: store.clone(), limits, since_refresh: since_refresh.clone() };
+            let delivery = StoreDelivery { store: store.clone(), limits };
             Server::new(settings, delivery).run(listeners, shutdown.clone()).await
         }
         None => {
@@ -110,14 +102,8 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
     if tokio::time::timeout(grace, pollers_done).await.is_err() {
         tracing::warn!("some mailboxes did not log out within the grace period");
     }
-    refresher.abort();
     if cut_off > 0 {
         tracing::warn!("{cut_off} sessions were cut off at the end of the grace period; their senders will retry");
-    }
-    if since_refresh.load(Ordering::Relaxed)
-        && let Err(err) = store.refresh_rollups().await
-    {
-        tracing::warn!(error = %err, "Rollups not refreshed; the next import or report will.");
     }
     tracing::info!("dmarcpipe serve stopped");
     Ok(exit::OK)
@@ -155,6 +141,8 @@ fn settings(config: &FileConfig, args: &ServeArgs, limits: &Limits) -> Result<(S
     let seconds = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
     settings.command_timeout = seconds(section.command_timeout_seconds, settings.command_timeout);
     settings.data_timeout = seconds(section.data_timeout_seconds, settings.data_timeout);
+    settings.session_timeout = seconds(section.session_timeout_seconds, settings.session_timeout);
+    settings.data_min_rate = section.data_min_bytes_per_second.unwrap_or(settings.data_min_rate).max(1);
     settings.shutdown_grace = seconds(section.shutdown_grace_seconds, settings.shutdown_grace);
     settings.max_recipients = section.max_recipients.unwrap_or(settings.max_recipients).max(1);
     settings.max_sessions = section.max_sessions.unwrap_or(settings.max_sessions).max(1);
@@ -196,45 +184,44 @@ fn local_hostname() -> String {
 struct StoreDelivery {
     store: Store,
     limits: Limits,
-    /// Something was stored since the rollups were last brought up to date.
-    since_refresh: Arc<AtomicBool>,
 }
 
 impl Deliver for StoreDelivery {
     async fn deliver(&self, envelope: Envelope) -> Delivery {
-        let origin = envelope.origin.to_string();
         let bytes = match &envelope.payload {
             Payload::Bytes(bytes) => bytes.len(),
             Payload::File(_) => 0,
         };
-        match self.store.ingest(envelope, &self.limits).await {
-            Ok(result) => {
-                tracing::info!(
-                    input = result.input,
-                    outcome = result.outcome.as_str(),
-                    reports = result.reports_stored,
-                    forensic = result.forensic_stored,
-                    duplicate_reports = result.reports_duplicate,
-                    records = result.records,
-                    messages = result.messages,
-                    bytes,
-                    error = result.error.as_deref().unwrap_or(""),
-                    "message from {origin}"
-                );
-                if result.reports_stored > 0 {
-                    self.since_refresh.store(true, Ordering::Relaxed);
+        let span = envelope.span();
+        async move {
+            match self.store.ingest(envelope, &self.limits).await {
+                Ok(result) => {
+                    tracing::Span::current().record("input", result.input);
+                    tracing::info!(
+                        outcome = result.outcome.as_str(),
+                        reports = result.reports_stored,
+                        forensic = result.forensic_stored,
+                        duplicate_reports = result.reports_duplicate,
+                        records = result.records,
+                        messages = result.messages,
+                        bytes,
+                        error = result.error.as_deref().unwrap_or(""),
+                        "Message handled."
+                    );
+                    Delivery::Accepted(acknowledgement(&result))
                 }
-                Delivery::Accepted(acknowledgement(&result))
-            }
-            Err(err) => {
-                if err.is_transient() {
-                    tracing::warn!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
-                } else {
-                    tracing::error!(error = %err, bytes, "message from {origin} not stored, sender told to retry");
+                Err(err) => {
+                    if err.is_transient() {
+                        tracing::warn!(error = %err, bytes, "Message not stored; the sender is told to retry.");
+                    } else {
+                        tracing::error!(error = %err, bytes, "Message not stored; the sender is told to retry.");
+                    }
+                    Delivery::TryLater("Cannot store the message now, try again later".into())
                 }
-                Delivery::TryLater("Cannot store the message now, try again later".into())
             }
         }
+        .instrument(span)
+        .await
     }
 }
 
@@ -271,21 +258,6 @@ fn acknowledgement(result: &InputResult) -> String {
 
 fn plural(count: u64) -> &'static str {
     if count == 1 { "" } else { "s" }
-}
-
-/// Brings rollups up to date every [`REFRESH_EVERY`] when something was stored.
-async fn refresh_while_running(store: Store, since_refresh: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(REFRESH_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if since_refresh.swap(false, Ordering::Relaxed)
-            && let Err(err) = store.refresh_rollups().await
-        {
-            since_refresh.store(true, Ordering::Relaxed);
-            tracing::warn!(error = %err, "Rollups not refreshed; trying again later.");
-        }
-    }
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).

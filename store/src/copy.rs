@@ -7,8 +7,6 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
-
 /// Appends the fields of one row to a buffer.
 #[derive(Debug)]
 pub(crate) struct CopyRow<'a> {
@@ -95,7 +93,19 @@ impl<'a> CopyRow<'a> {
         }
     }
 
-    /// A value already in COPY text form (see [`timestamp_text`]).
+    /// A `bytea` value, in hex form (`\\x` and two digits a byte; the backslash doubled for COPY).
+    pub fn bytea(&mut self, bytes: &[u8]) -> &mut Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.separator();
+        self.out.extend_from_slice(b"\\\\x");
+        for &byte in bytes {
+            self.out.push(HEX[usize::from(byte >> 4)]);
+            self.out.push(HEX[usize::from(byte & 0x0f)]);
+        }
+        self
+    }
+
+    /// A value already in COPY text form (a shared timestamp: see `rows::Stamp`).
     pub fn preformatted(&mut self, text: &str) -> &mut Self {
         self.separator();
         self.out.extend_from_slice(text.as_bytes());
@@ -166,12 +176,6 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// A timestamp in COPY text form, to be formatted once and written with
-/// [`CopyRow::preformatted`] for every row that shares it.
-pub(crate) fn timestamp_text(value: DateTime<Utc>) -> String {
-    value.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()
-}
-
 /// `fmt::Write` into a byte buffer.
 struct Utf8Sink<'a>(&'a mut Vec<u8>);
 
@@ -198,11 +202,12 @@ mod tests {
             .ip(Some("2001:db8::1".parse().expect("an address")))
             .text_array([Some("x,y"), None, Some("q\"uo\\te")])
             .text_array([None, None])
-            .preformatted(&timestamp_text(DateTime::from_timestamp(1_700_006_400, 0).expect("a time")))
+            .preformatted("2023-11-15 00:00:00+00")
+            .bytea(&[0, 0xab])
             .end();
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
-            "-7\t9223372036854775807\t192.0.2.255\ta\\tb\\\\c\\nd\t\\N\t2001:db8::1\t{\"x,y\",NULL,\"q\\\\\"uo\\\\\\\\te\"}\t{}\t2023-11-15 00:00:00+00\n"
+            "-7\t9223372036854775807\t192.0.2.255\ta\\tb\\\\c\\nd\t\\N\t2001:db8::1\t{\"x,y\",NULL,\"q\\\\\"uo\\\\\\\\te\"}\t{}\t2023-11-15 00:00:00+00\t\\\\x00ab\n"
         );
     }
 }

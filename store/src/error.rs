@@ -28,6 +28,10 @@ pub enum StoreError {
     /// A stored value that the code cannot interpret (a bug or a hand-edited row).
     #[error("unexpected data in the database: {0}")]
     Data(String),
+
+    /// The error of a batch, given to each of its inputs.
+    #[error("{message}")]
+    Shared { message: String, transient: bool },
 }
 
 impl StoreError {
@@ -39,8 +43,15 @@ impl StoreError {
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => is_transient_sqlx(err),
             StoreError::Input(err) => err.is_transient(),
             StoreError::Task(_) => true,
+            StoreError::Shared { transient, .. } => *transient,
             _ => false,
         }
+    }
+
+    /// This error again, for another input that met it (as text, keeping whether it is
+    /// transient).
+    pub(crate) fn shared(&self) -> StoreError {
+        StoreError::Shared { message: self.to_string(), transient: self.is_transient() }
     }
 }
 

@@ -9,88 +9,60 @@ use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::forensic::{ForensicReport, OriginalPart};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sha2::Digest;
+use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::StoreError;
+use crate::rows::ForensicReportRow;
 
-/// A report sealed (or not) and ready to be written.
-pub(crate) struct SealedReport<'a> {
-    pub report: &'a ForensicReport,
-    /// The sealed report mail, `None` when no recipient is configured.
-    pub sealed: Option<Vec<u8>>,
-}
-
-/// Writes a report unless one with the same fingerprint exists; returns its id, or `None`
-/// for a duplicate.
-pub(crate) async fn insert_report(
-    conn: &mut PgConnection,
+/// The row of a failure report; `sealed` is its sealed mail (`None` when no recipient is
+/// configured), of which the row keeps the hash and size.
+pub(crate) fn report_row<'a>(
+    id: i64,
     input: i64,
     received_at: DateTime<Utc>,
-    item: &SealedReport<'_>,
-) -> Result<Option<i64>, StoreError> {
-    let report = item.report;
-    let sealed_sha256 = item.sealed.as_deref().map(sha256);
-    let original_part = report.original.map(|part| match part {
-        OriginalPart::Message => "message",
-        OriginalPart::Headers => "headers",
-        OriginalPart::InText => "in_text",
-    });
-    let id = sqlx::query_scalar(
-        "WITH report AS ( \
-             INSERT INTO forensic_reports (input, fingerprint, received_at, format, feedback_type, version, \
-                 user_agent, incidents, arrival_date, source_ip, source_port, reporting_mta, reported_domains, \
-                 auth_failure, delivery_result, delivery_result_raw, dkim_domain, dkim_selector, \
-                 identity_alignment, original_mail_from, original_part, warnings, sealed_sha256, sealed_size) \
-             VALUES ($1, decode($2, 'hex'), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18, $19, $20, $21, $22, $23, $24) \
-             ON CONFLICT (fingerprint) DO NOTHING \
-             RETURNING id \
-         ), sample AS ( \
-             INSERT INTO forensic_samples (report, sealed) SELECT id, $25 FROM report WHERE $25::bytea IS NOT NULL \
-         ) \
-         SELECT id FROM report",
-    )
-    .bind(input)
-    .bind(&report.fingerprint)
-    .bind(received_at)
-    .bind(report.format.as_str())
-    .bind(&report.feedback_type)
-    .bind(&report.version)
-    .bind(&report.user_agent)
-    .bind(i64::from(report.incidents))
-    .bind(report.arrival_date)
-    .bind(report.source_ip.map(IpNetwork::from))
-    .bind(report.source_port.map(i32::from))
-    .bind(&report.reporting_mta)
-    .bind(&report.reported_domains)
-    .bind(&report.auth_failure)
-    .bind(&report.delivery_result)
-    .bind(&report.delivery_result_raw)
-    .bind(&report.dkim_domain)
-    .bind(&report.dkim_selector)
-    .bind(&report.identity_alignment)
-    .bind(&report.original_mail_from)
-    .bind(original_part)
-    .bind(serde_json::to_value(&report.warnings).unwrap_or_default())
-    .bind(sealed_sha256.as_ref().map(|hash| &hash[..]))
-    .bind(item.sealed.as_ref().map(|sealed| sealed.len() as i32))
-    .bind(item.sealed.as_deref())
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(id)
+    report: &'a ForensicReport,
+    sealed: Option<&[u8]>,
+) -> ForensicReportRow<'a> {
+    ForensicReportRow {
+        id,
+        input,
+        fingerprint: hex_bytes(&report.fingerprint),
+        received_at,
+        format: report.format.as_str(),
+        feedback_type: &report.feedback_type,
+        version: report.version.as_deref(),
+        user_agent: report.user_agent.as_deref(),
+        incidents: i64::from(report.incidents),
+        arrival_date: report.arrival_date,
+        source_ip: report.source_ip,
+        source_port: report.source_port.map(i32::from),
+        reporting_mta: report.reporting_mta.as_deref(),
+        reported_domains: &report.reported_domains,
+        auth_failure: report.auth_failure.as_deref(),
+        delivery_result: report.delivery_result.as_deref(),
+        delivery_result_raw: report.delivery_result_raw.as_deref(),
+        dkim_domain: report.dkim_domain.as_deref(),
+        dkim_selector: report.dkim_selector.as_deref(),
+        identity_alignment: report.identity_alignment.as_deref(),
+        original_mail_from: report.original_mail_from.as_deref(),
+        original_part: report.original.map(|part| match part {
+            OriginalPart::Message => "message",
+            OriginalPart::Headers => "headers",
+            OriginalPart::InText => "in_text",
+        }),
+        warnings: serde_json::to_value(&report.warnings).unwrap_or_default(),
+        sealed_sha256: sealed.map(|sealed| sha2::Sha256::digest(sealed).to_vec()),
+        sealed_size: sealed.map(|sealed| sealed.len() as i32),
+    }
 }
 
-/// The report stored with this fingerprint, and the input that brought it.
-pub(crate) async fn find_report(conn: &mut PgConnection, fingerprint: &str) -> Result<Option<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, input FROM forensic_reports WHERE fingerprint = decode($1, 'hex')")
-        .bind(fingerprint)
-        .fetch_optional(&mut *conn)
-        .await?)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
+/// The bytes of a hexadecimal digest (the fingerprint is made by the parser: always valid).
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    hex.as_bytes()
+        .chunks(2)
+        .filter_map(|pair| std::str::from_utf8(pair).ok().and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect()
 }
 
 /// Which reports `dmarcpipe forensic list` shows.

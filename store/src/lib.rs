@@ -1,14 +1,17 @@
 //! dmarcpipe-store: the PostgreSQL side of dmarcpipe.
 //!
 //! # Layout
-//! - [`Store`]: the connection pool, migrations, and [`Store::ingest`], the path of one input
-//!   from bytes to committed rows (in `pipeline`).
-//! - `inputs`: provenance rows and kept bytes of rejected inputs.
-//! - `aggregate`: report rows (deduplicated by natural key) and COPY of records.
-//! - [`forensic`]: failure report rows (clear columns) and their sealed samples.
+//! - [`Store`]: the connection pool, migrations, and [`Store::ingest`] /
+//!   [`Store::ingest_many`], the path of inputs from bytes to committed rows.
+//! - `route`: which way an input goes (read whole, or streamed), and the thresholds.
+//! - `memory` and `stream`: the two routes; `ledger`: what storing each report came to, for
+//!   both; `outcome`: the one rule that gives an input its outcome.
+//! - `write`: the statements, run in the input's transaction; `rows`: every row written,
+//!   declared once (COPY and composite encodings); `copy`: the COPY text encoder.
+//! - `inputs`, `aggregate`, [`forensic`]: rows from provenance and from the parsed reports;
+//!   [`forensic`] also has the queries of `dmarcpipe forensic`.
 //! - [`seal`]: age encryption of everything that holds mail content.
-//! - [`rollup`]: the incrementally maintained daily rollup and its queries.
-//! - `copy`: the COPY text-format encoder.
+//! - [`rollup`]: the rollup sums and their queries.
 //!
 //! The schema lives in `../migrations`, embedded here and applied by [`Store::connect`].
 
@@ -17,9 +20,15 @@ mod copy;
 mod error;
 pub mod forensic;
 mod inputs;
-mod pipeline;
+mod ledger;
+mod memory;
+mod outcome;
 pub mod rollup;
+mod route;
+mod rows;
 pub mod seal;
+mod stream;
+mod write;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,21 +41,11 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::StoreError;
-pub use inputs::Outcome;
-pub use pipeline::InputResult;
+pub use outcome::{InputResult, Outcome};
 
-use inputs::Provenance;
-use pipeline::{Collector, Findings, Ingest, SMALL_INPUT};
+use memory::Prepared;
+use route::Route;
 use seal::{Opener, Sealer};
-
-/// Inputs in memory up to this size are parsed on the async task itself.
-const INLINE_INPUT: u64 = 64 * 1024;
-
-/// What the blocking part of [`Store::ingest`] hands back.
-enum Prepared {
-    Done(InputResult),
-    Small(Box<(Envelope, Provenance, Findings, Limits)>),
-}
 
 /// When commits are flushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,46 +171,46 @@ impl Store {
     /// everything is committed; an error means nothing was (and the source must retry,
     /// see [`StoreError::is_transient`]).
     pub async fn ingest(&self, envelope: Envelope, limits: &Limits) -> Result<InputResult, StoreError> {
-        let prepared = self.prepare_anywhere(envelope, limits).await?;
-        self.store_prepared(prepared).await
+        self.ingest_many(vec![envelope], limits)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Task("input not handled".into())))
     }
 
     /// Stores several inputs, each as [`Store::ingest`] would, with one result per input in
-    /// the order given. Small inputs complete in memory go to the database together, in one
-    /// statement and one transaction (for `import`, whose files are mostly a few KiB: the
-    /// database then starts its statements once per batch rather than once per input). Should
-    /// that fail, they are stored one by one, so that an error belongs to its own input.
+    /// the order given. Inputs read whole go to the database together, in one transaction (for
+    /// `import`, whose files are mostly a few KiB: the database then does its work once per
+    /// batch rather than once per input). Should that fail for a reason of the data, they are
+    /// stored one by one, so that an error belongs to its own input; when the database is
+    /// away, every input gets that error.
     pub async fn ingest_many(&self, envelopes: Vec<Envelope>, limits: &Limits) -> Vec<Result<InputResult, StoreError>> {
-        let mut prepared = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            prepared.push(self.prepare_anywhere(envelope, limits).await);
-        }
-        // Inputs with the same bytes must meet in separate statements (the second is a
-        // duplicate of the first); rejected inputs keep their bytes and go one by one.
-        let mut digests = HashSet::new();
-        let mut together = Vec::new();
+        let mut results: Vec<Option<Result<InputResult, StoreError>>> = Vec::new();
+        results.resize_with(envelopes.len(), || None);
+        let mut together: Vec<(usize, Box<Prepared>)> = Vec::new();
         let mut alone = Vec::new();
-        for (position, item) in prepared.into_iter().enumerate() {
-            match item {
-                Ok(Prepared::Small(small))
-                    if !small.2.needs_transaction()
-                        && small.2.row().outcome != Outcome::Rejected
-                        && digests.insert(small.1.fingerprint.sha256) =>
-                {
-                    together.push((position, small));
+        let mut digests = HashSet::new();
+        for (position, envelope) in envelopes.into_iter().enumerate() {
+            match Route::plan(self, envelope, limits).await {
+                // Inputs with the same bytes meet in separate transactions: the second is a
+                // duplicate of the first.
+                Ok(Route::Memory(prepared)) if prepared.digest().is_none_or(|digest| digests.insert(digest)) => {
+                    together.push((position, prepared))
                 }
-                other => alone.push((position, other)),
+                Ok(route) => alone.push((position, route)),
+                Err(err) => results[position] = Some(Err(err)),
             }
         }
-        let mut results: Vec<Option<Result<InputResult, StoreError>>> = Vec::new();
-        results.resize_with(together.len() + alone.len(), || None);
-        if together.len() > 1 {
-            let items: Vec<&(Envelope, Provenance, Findings, Limits)> =
-                together.iter().map(|(_, small)| &**small).collect();
-            match pipeline::store_small_batch(self, &items).await {
-                Ok(stored) => {
-                    for ((position, _), result) in together.drain(..).zip(stored) {
+        if !together.is_empty() {
+            let inputs: Vec<&Prepared> = together.iter().map(|(_, prepared)| &**prepared).collect();
+            match self.write_memory(&inputs).await {
+                Ok(written) => {
+                    for ((position, _), result) in together.drain(..).zip(written) {
                         results[position] = Some(Ok(result));
+                    }
+                }
+                Err(err) if together.len() == 1 || err.is_transient() => {
+                    for (position, _) in together.drain(..) {
+                        results[position] = Some(Err(err.shared()));
                     }
                 }
                 Err(err) => {
@@ -219,13 +218,16 @@ impl Store {
                 }
             }
         }
-        for (position, small) in together {
-            alone.push((position, Ok(Prepared::Small(small))));
+        for (position, prepared) in together {
+            alone.push((position, Route::Memory(prepared)));
         }
-        for (position, item) in alone {
-            results[position] = Some(match item {
-                Ok(prepared) => self.store_prepared(prepared).await,
-                Err(err) => Err(err),
+        for (position, route) in alone {
+            results[position] = Some(match route {
+                Route::Memory(prepared) => self.write_memory(&[&prepared]).await.and_then(single),
+                Route::Stream(streamed) => {
+                    let (target, envelope) = *streamed;
+                    self.write_streamed(target, envelope, limits).await
+                }
             });
         }
         results
@@ -234,66 +236,39 @@ impl Store {
             .collect()
     }
 
-    /// Reads, hashes and parses an input: small ones on this task, others on a blocking
-    /// thread (where large inputs are also written, as they are read).
-    async fn prepare_anywhere(&self, envelope: Envelope, limits: &Limits) -> Result<Prepared, StoreError> {
-        let inline = matches!(&envelope.payload, Payload::Bytes(bytes) if bytes.len() as u64 <= INLINE_INPUT);
-        if inline {
-            // A few KiB parse in less time than handing them to another thread takes.
-            return self.prepare(envelope, limits.clone(), None);
-        }
-        let store = self.clone();
-        let limits = limits.clone();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || store.prepare(envelope, limits, Some(&handle)))
-            .await
-            .map_err(|err| StoreError::Task(err.to_string()))?
+    /// Writes inputs read whole, in one transaction.
+    async fn write_memory(&self, inputs: &[&Prepared]) -> Result<Vec<InputResult>, StoreError> {
+        self.in_transaction(async |conn| memory::write(self, conn, inputs).await).await
     }
 
-    /// Writes what [`Store::prepare`] found.
-    async fn store_prepared(&self, prepared: Prepared) -> Result<InputResult, StoreError> {
-        match prepared {
-            Prepared::Done(result) => Ok(result),
-            Prepared::Small(small) if small.2.needs_transaction() => {
-                let (envelope, provenance, findings, limits) = *small;
-                let store = self.clone();
-                let handle = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || {
-                    Ingest::write_findings(&store, &handle, &envelope, &limits, provenance, findings)
-                })
-                .await
-                .map_err(|err| StoreError::Task(err.to_string()))?
-            }
-            Prepared::Small(small) => {
-                let (envelope, provenance, findings, limits) = *small;
-                pipeline::store_small(self, &envelope, &limits, provenance, findings).await
-            }
-        }
-    }
-
-    /// The part of [`Store::ingest`] that may block: reads, hashes and parses a small input
-    /// (no database), or runs the whole large route (which needs `handle`).
-    fn prepare(
+    /// Writes an input on the streaming route, in a transaction of its own.
+    async fn write_streamed(
         &self,
+        target: inputs::Target,
         envelope: Envelope,
-        limits: Limits,
-        handle: Option<&tokio::runtime::Handle>,
-    ) -> Result<Prepared, StoreError> {
-        let envelope = envelope.loaded_if_smaller_than(SMALL_INPUT)?;
-        let fingerprint = envelope.fingerprint()?;
-        let provenance = Provenance {
-            channel: envelope.origin.channel(),
-            origin: envelope.origin.to_string(),
-            fingerprint,
-            received_at: envelope.received_at,
-        };
-        match handle {
-            Some(handle) if fingerprint.size > SMALL_INPUT => {
-                Ingest::run(self, handle, &envelope, &limits, provenance).map(Prepared::Done)
+        limits: &Limits,
+    ) -> Result<InputResult, StoreError> {
+        self.in_transaction(async |conn| stream::write(self, conn, target, envelope, limits).await).await
+    }
+
+    /// Runs `work` in a transaction: committed when it succeeds, rolled back at once when it
+    /// fails (so that the rows and locks it took are released before the connection is idle
+    /// in the pool again, not when it is next used).
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
             }
-            _ => {
-                let findings = Collector::collect(&envelope, &limits);
-                Ok(Prepared::Small(Box::new((envelope, provenance, findings, limits))))
+            Err(err) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(error = %rollback, "rollback failed; the connection is dropped");
+                }
+                Err(err)
             }
         }
     }
@@ -330,36 +305,14 @@ impl Store {
         limits: &Limits,
         opener: Option<&Arc<Opener>>,
     ) -> Result<Option<InputResult>, StoreError> {
-        let store = self.clone();
-        let limits = limits.clone();
-        let opener = opener.cloned();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = handle.block_on(store.pool().acquire())?;
-            handle.block_on(sqlx::query("BEGIN").execute(&mut *conn))?;
-            let claimed: Option<(Vec<u8>, bool)> = handle.block_on(
-                sqlx::query_as(
-                    "SELECT p.payload, p.sealed FROM inputs i JOIN input_payloads p ON p.input = i.id \
-                     WHERE i.id = $1 AND i.outcome = 'rejected' FOR UPDATE OF i SKIP LOCKED",
-                )
-                .bind(input)
-                .fetch_optional(&mut *conn),
-            )?;
-            let Some((payload, sealed)) = claimed else {
-                handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
+        self.in_transaction(async |conn| {
+            let Some((payload, sealed)) = inputs::take_kept(conn, input).await? else {
                 return Ok(None);
             };
-            let payload = match (sealed, &opener) {
+            let payload = match (sealed, opener) {
                 (false, _) => payload,
-                (true, Some(opener)) => match opener.open(&payload) {
-                    Ok(payload) => payload,
-                    Err(err) => {
-                        handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
-                        return Err(err.into());
-                    }
-                },
+                (true, Some(opener)) => opener.open(&payload)?,
                 (true, None) => {
-                    handle.block_on(sqlx::query("ROLLBACK").execute(&mut *conn))?;
                     return Err(seal::SealError::Identity {
                         path: "(none given)".into(),
                         reason: format!("the kept bytes of input {input} are sealed: give an identity (-i FILE)"),
@@ -368,14 +321,26 @@ impl Store {
                 }
             };
             let envelope = Envelope::new(Origin::Kept { input }, Payload::Bytes(payload));
-            Ingest::rerun(&store, &handle, &envelope, &limits, input, conn).map(Some)
+            let (store, reading_limits, span) = (self.clone(), limits.clone(), tracing::Span::current());
+            let route = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| Route::again(&store, input, envelope, &reading_limits))
+            })
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))??;
+            let result = match route {
+                Route::Memory(prepared) => memory::write(self, conn, &[&prepared]).await.and_then(single)?,
+                Route::Stream(streamed) => {
+                    let (target, envelope) = *streamed;
+                    stream::write(self, conn, target, envelope, limits).await?
+                }
+            };
+            Ok(Some(result))
         })
         .await
-        .map_err(|err| StoreError::Task(err.to_string()))?
     }
+}
 
-    /// Adds new reports to the rollup table; returns how many.
-    pub async fn refresh_rollups(&self) -> Result<u64, StoreError> {
-        rollup::refresh(self.pool()).await
-    }
+/// The one result of a one-input write.
+fn single(mut results: Vec<InputResult>) -> Result<InputResult, StoreError> {
+    results.pop().ok_or_else(|| StoreError::Task("no result for an input".into()))
 }

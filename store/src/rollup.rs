@@ -1,24 +1,23 @@
-//! Rollups: the incremental refresh of `aggregate_rollup_daily` and the queries behind
+//! Rollups: the sums of each report written with it, and the queries behind
 //! `dmarcpipe report --by ...`.
 //!
-//! The rollup table is refreshed after every import and before every report (and
-//! periodically by `serve`), from reports not yet counted; queries then read only the rollup,
-//! which stays small (one row per day, domain, reporter, source and result) however many
-//! records accumulate.
+//! Every report's records are summed as they are written ([`RollupSums`]) and the sums are
+//! appended to `aggregate_rollup_daily` and `aggregate_rollup_sources` in the report's own
+//! transaction, so the rollups are never behind the records. The tables are append-only:
+//! queries add up the rows of a key, which stay few (one per day, domain, reporter or source
+//! and result per report) however many records accumulate.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use chrono::NaiveDate;
 use dmarcpipe_ingest::model::{Disposition, Record, ReportHeader, Verdict, WireEnum};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow, PgPool};
 
-use crate::copy::CopyRow;
 use crate::error::StoreError;
-
-/// Reports taken per refresh transaction.
-const REFRESH_BATCH: i32 = 2_000;
+use crate::rows::{DailyRow, SourceRow, copy_statement};
 
 /// What a rollup is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +106,9 @@ pub struct RollupRow {
     pub records: i64,
 }
 
-pub(crate) const DAILY_COPY: &str = "COPY aggregate_rollup_daily (day, policy_domain, org_name, disposition, \
-     dkim_aligned, spf_aligned, messages, records) FROM STDIN";
-pub(crate) const SOURCES_COPY: &str = "COPY aggregate_rollup_sources (day, policy_domain, source_ip, messages, \
-     dmarc_pass, dmarc_fail, disposition_none, disposition_quarantine, disposition_reject, dkim_aligned, \
-     spf_aligned, records) FROM STDIN";
+/// `COPY aggregate_rollup_sources (...) FROM STDIN`, for the sums of large reports.
+pub(crate) static SOURCES_COPY: LazyLock<String> =
+    LazyLock::new(|| copy_statement(SourceRow::TABLE, SourceRow::COLUMNS));
 
 /// Sums of one source (the columns of `aggregate_rollup_sources`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -173,12 +170,11 @@ type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 /// Disposition, DKIM alignment and SPF alignment of a record.
 type ResultKey = (Option<Disposition>, Option<Verdict>, Option<Verdict>);
 
-/// The rollup rows of one report, summed while its records stream into the database, so that
-/// a report of a million records does not have to be read back to be rolled up. Computes
-/// exactly what `dmarcpipe_refresh_rollups` computes in SQL for queued reports.
+/// The rollup rows of one report, summed while its records are written, so that a report of a
+/// million records does not have to be read back to be rolled up.
 #[derive(Debug)]
 pub(crate) struct RollupSums {
-    day: String,
+    day: NaiveDate,
     policy_domain: String,
     org_name: String,
     /// (messages, records) per (disposition, DKIM aligned, SPF aligned).
@@ -189,7 +185,7 @@ pub(crate) struct RollupSums {
 impl RollupSums {
     pub fn new(header: &ReportHeader) -> Self {
         RollupSums {
-            day: header.date_begin.format("%Y-%m-%d").to_string(),
+            day: header.date_begin.date_naive(),
             policy_domain: header.policy.domain.clone(),
             org_name: header.org_name.clone(),
             daily: FastMap::default(),
@@ -224,57 +220,49 @@ impl RollupSums {
         }
     }
 
-    /// COPY data for [`DAILY_COPY`].
-    pub fn daily_rows(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for ((disposition, dkim, spf), (messages, records)) in &self.daily {
-            CopyRow::new(&mut out)
-                .preformatted(&self.day)
-                .text(Some(&self.policy_domain))
-                .text(Some(&self.org_name))
-                .text(disposition.map(WireEnum::as_str))
-                .text(dkim.map(WireEnum::as_str))
-                .text(spf.map(WireEnum::as_str))
-                .int(*messages)
-                .int(*records)
-                .end();
-        }
-        out
+    /// The rows for `aggregate_rollup_daily`.
+    pub fn daily_rows(&self) -> Vec<DailyRow> {
+        self.daily
+            .iter()
+            .map(|((disposition, dkim, spf), (messages, records))| DailyRow {
+                day: self.day,
+                policy_domain: self.policy_domain.clone(),
+                org_name: self.org_name.clone(),
+                disposition: disposition.map(WireEnum::as_str),
+                dkim_aligned: dkim.map(WireEnum::as_str),
+                spf_aligned: spf.map(WireEnum::as_str),
+                messages: *messages,
+                records: *records,
+            })
+            .collect()
     }
 
-    /// COPY data for [`SOURCES_COPY`].
-    pub fn source_rows(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.sources.len() * 80);
-        for (ip, sums) in &self.sources {
-            CopyRow::new(&mut out)
-                .preformatted(&self.day)
-                .text(Some(&self.policy_domain))
-                .ip(*ip)
-                .int(sums.messages)
-                .int(sums.dmarc_pass)
-                .int(sums.dmarc_fail)
-                .int(sums.disposition_none)
-                .int(sums.disposition_quarantine)
-                .int(sums.disposition_reject)
-                .int(sums.dkim_aligned)
-                .int(sums.spf_aligned)
-                .int(sums.records)
-                .end();
-        }
-        out
+    /// How many sources are summed so far. A report with very many distinct addresses hands
+    /// its source rows over part by part ([`RollupSums::take_source_rows`]) rather than holding
+    /// them all: the rows are appended, so summing on afresh is exact.
+    pub fn sources_held(&self) -> usize {
+        self.sources.len()
     }
-}
 
-/// Adds every report not yet counted to the rollup; returns how many were added.
-pub async fn refresh(pool: &PgPool) -> Result<u64, StoreError> {
-    let mut total = 0u64;
-    loop {
-        let taken: i32 =
-            sqlx::query_scalar("SELECT dmarcpipe_refresh_rollups($1)").bind(REFRESH_BATCH).fetch_one(pool).await?;
-        total += taken as u64;
-        if taken < REFRESH_BATCH {
-            return Ok(total);
-        }
+    /// The rows for `aggregate_rollup_sources` summed so far, which are forgotten.
+    pub fn take_source_rows(&mut self) -> Vec<SourceRow> {
+        self.sources
+            .drain()
+            .map(|(ip, sums)| SourceRow {
+                day: self.day,
+                policy_domain: self.policy_domain.clone(),
+                source_ip: ip,
+                messages: sums.messages,
+                dmarc_pass: sums.dmarc_pass,
+                dmarc_fail: sums.dmarc_fail,
+                disposition_none: sums.disposition_none,
+                disposition_quarantine: sums.disposition_quarantine,
+                disposition_reject: sums.disposition_reject,
+                dkim_aligned: sums.dkim_aligned,
+                spf_aligned: sums.spf_aligned,
+                records: sums.records,
+            })
+            .collect()
     }
 }
 
@@ -298,4 +286,43 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
         .fetch_all(pool)
         .await?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use dmarcpipe_ingest::model::{Record, Verdict};
+    use sqlx::PgPool;
+
+    /// The rule of DMARC pass and fail has one definition in Rust (for the rollup sums) and one
+    /// in SQL (for the views): they agree on every combination.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn dmarc_result_is_the_same_in_rust_and_sql(pool: PgPool) {
+        let values = [None, Some(Verdict::Pass), Some(Verdict::Fail)];
+        for dkim in values {
+            for spf in values {
+                let record = Record {
+                    source_ip: None,
+                    count: 1,
+                    disposition: None,
+                    dkim_aligned: dkim,
+                    spf_aligned: spf,
+                    reasons: Vec::new(),
+                    header_from: None,
+                    envelope_from: None,
+                    envelope_to: None,
+                    dkim: Vec::new(),
+                    spf: Vec::new(),
+                    raw: Vec::new(),
+                    extensions: None,
+                };
+                let sql: Option<String> = sqlx::query_scalar("SELECT dmarcpipe_dmarc_result($1, $2)")
+                    .bind(dkim.map(|v| v.as_str()))
+                    .bind(spf.map(|v| v.as_str()))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("the function runs");
+                assert_eq!(record.dmarc_result().map(|v| v.as_str().to_owned()), sql, "dkim {dkim:?}, spf {spf:?}");
+            }
+        }
+    }
 }

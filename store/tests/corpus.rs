@@ -150,7 +150,7 @@ fn expectations(shared: &Path) -> Vec<(PathBuf, Outcome, Option<Counts>)> {
 
 async fn truncate(pool: &PgPool) {
     sqlx::query(
-        "TRUNCATE inputs, input_payloads, aggregate_reports, aggregate_records, aggregate_rollup_queue, \
+        "TRUNCATE inputs, input_payloads, aggregate_reports, aggregate_records, \
          aggregate_rollup_daily, aggregate_rollup_sources, forensic_reports, forensic_samples",
     )
     .execute(pool)

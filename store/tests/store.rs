@@ -219,7 +219,6 @@ async fn big_reports_are_loaded_with_copy_and_rolled_up_exactly(pool: PgPool) {
         2,
         "a partition per month"
     );
-    store.refresh_rollups().await.expect("refreshed");
     assert_rollups_match_records(&pool).await;
 }
 
@@ -282,7 +281,6 @@ async fn a_failure_inside_a_streamed_report_undoes_that_report_only(pool: PgPool
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, 1);
     // Nothing of the cut report in the rollups; the small one counted once.
     assert_eq!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_daily WHERE org_name = 'Big Example'").await, 0);
-    store.refresh_rollups().await.expect("rollups");
     assert_rollups_match_records(&pool).await;
 }
 
@@ -426,7 +424,6 @@ async fn a_batch_stores_what_one_by_one_would(pool: PgPool) {
             ("batch-4".to_owned(), owner(8))
         ]
     );
-    store.refresh_rollups().await.expect("rollups");
     assert_rollups_match_records(&pool).await;
 }
 

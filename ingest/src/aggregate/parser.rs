@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::io::BufRead;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use super::xml::{Step, Tag, XmlCursor};
 use crate::charset::Utf8Reader;
@@ -33,10 +33,6 @@ const KNOWN_NAMESPACES: &[&str] =
 /// Records read before the report metadata and policy are known are held in memory; past this
 /// many the document is refused (real reports put the metadata first).
 const MAX_RECORDS_BEFORE_HEADER: usize = 100_000;
-
-/// Dates from this one on are refused as implausible (they would also create absurd
-/// partitions). Early dates are accepted: the RFC 9990 example itself is dated 1979.
-const LATEST_REPORT: i64 = 4_102_444_800; // 2100-01-01
 
 /// What the parser found at the root of a document.
 #[derive(Debug)]
@@ -545,9 +541,6 @@ impl<R: BufRead> AggregateParser<R> {
         if let Some((code, why)) = note {
             self.warnings.add(code, format!("date_range <{which}>: {why}"));
         }
-        if Utc.timestamp_opt(LATEST_REPORT, 0).single().is_some_and(|latest| value >= latest) {
-            return Err(IngestError::invalid(format!("date_range <{which}> {value} is implausible (after 2099)")));
-        }
         Ok(value)
     }
 
@@ -876,19 +869,40 @@ impl<R: BufRead> AggregateParser<R> {
     }
 }
 
-/// A message count: a non-negative integer (`3.0` is tolerated, `3.5` is not).
+/// A message count: a non-negative integer (`3.0` is tolerated, `3.5` is not) that fits in a
+/// signed 64-bit integer.
 fn count(text: &str) -> Result<i64, &'static str> {
-    let value = match text.parse::<i64>() {
-        Ok(value) => value,
-        Err(_) => match text.split_once('.') {
-            Some((whole, fraction)) if fraction.bytes().all(|b| b == b'0') => {
-                whole.parse::<i64>().map_err(|_| "is not a whole number")?
-            }
-            _ => return Err("is not a whole number"),
-        },
+    let whole = match text.split_once('.') {
+        Some((whole, fraction)) if fraction.bytes().all(|b| b == b'0') => whole,
+        Some(_) => return Err("is not a whole number"),
+        None => text,
     };
+    let value = whole.parse::<i64>().map_err(|err| match err.kind() {
+        std::num::IntErrorKind::PosOverflow => "is too large (more than 9223372036854775807)",
+        std::num::IntErrorKind::NegOverflow => "is negative",
+        _ => "is not a whole number",
+    })?;
     if value < 0 {
         return Err("is negative");
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_whole_non_negative_and_not_too_large() {
+        assert_eq!(count("3"), Ok(3));
+        assert_eq!(count("3.0"), Ok(3));
+        assert_eq!(count("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(count("3.5"), Err("is not a whole number"));
+        assert_eq!(count("three"), Err("is not a whole number"));
+        assert_eq!(count("-5"), Err("is negative"));
+        assert_eq!(count("-99999999999999999999"), Err("is negative"));
+        assert_eq!(count("9223372036854775808"), Err("is too large (more than 9223372036854775807)"));
+        assert_eq!(count("99999999999999999999"), Err("is too large (more than 9223372036854775807)"));
+        assert_eq!(count("99999999999999999999.0"), Err("is too large (more than 9223372036854775807)"));
+    }
 }

@@ -790,6 +790,18 @@ mod tests {
     }
 
     #[test]
+    fn lines_ending_in_cr_alone_are_blanks_and_line_breaks() -> Result<(), IngestError> {
+        let mut xml = cursor("<?xml version=\"1.0\"?>\r<a>\r\t<b>one\rtwo\r</b>\r</a>\r");
+        assert_eq!(xml.step()?, Step::Start(Tag::Other));
+        assert_eq!(xml.step()?, Step::Start(Tag::Other));
+        assert_eq!(xml.text()?, ("one\ntwo".to_owned(), false));
+        assert_eq!(xml.step()?, Step::End);
+        assert_eq!(xml.step()?, Step::Eof);
+        assert!(!xml.stray_text);
+        Ok(())
+    }
+
+    #[test]
     fn depth_is_limited() {
         let deep = format!("{}{}", "<a>".repeat(20), "</a>".repeat(20));
         let mut xml = cursor(&deep);

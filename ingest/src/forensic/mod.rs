@@ -1,7 +1,7 @@
 //! DMARC failure (RUF) reports and every other ARF feedback report: RFC 5965, RFC 6591,
 //! RFC 7489 §7.3 and RFC 9991.
 //!
-//! Input: a parsed mail (the unpacker finds it, see `unpack::mime`). Output: a
+//! Input: a parsed mail (the unpacker finds it, [`crate::read`] offers it here). Output: a
 //! [`ForensicReport`] with every `message/feedback-report` field, normalized where the RFCs
 //! give a vocabulary (the raw text kept beside it), with a warning for each tolerance.
 //! Plain-text reports without a feedback part (Exim, cPanel and vendor formats, CHECKLIST
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{Warning, Warnings};
 use crate::normalize;
-use crate::unpack::mime::decode_part;
+use crate::unpack::transfer::{self, decode_part};
 
 /// How the report was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,8 +153,14 @@ const AUTH_FAILURES: &[&str] = &["adsp", "bodyhash", "dmarc", "revoked", "signat
 /// Delivery-Result values (RFC 6591).
 const DELIVERY_RESULTS: &[&str] = &["delivered", "spam", "policy", "reject", "other"];
 
+/// The failure report `message` is, or `None` when it is not one. `base` is where the message's
+/// raw bytes start in the stream its part offsets refer to (see `unpack::mime`).
+pub(crate) fn read(message: &Message<'_>, base: usize) -> Option<ForensicReport> {
+    classify(message).map(|kind| parse(message, base, kind))
+}
+
 /// What a mail is, as far as failure reports go.
-pub(crate) enum Kind<'m, 'x> {
+enum Kind<'m, 'x> {
     /// It has a `message/feedback-report` part (with or without `report-type`).
     Arf(&'m MessagePart<'x>),
     /// Its text is a failure report in words.
@@ -163,7 +169,7 @@ pub(crate) enum Kind<'m, 'x> {
 
 /// Says whether `message` is a failure report. Only the message's own parts are looked at, not
 /// those of messages forwarded inside it.
-pub(crate) fn classify<'m, 'x>(message: &'m Message<'x>) -> Option<Kind<'m, 'x>> {
+fn classify<'m, 'x>(message: &'m Message<'x>) -> Option<Kind<'m, 'x>> {
     if let Some(part) = message.parts.iter().find(|part| has_type(part, "message", "feedback-report")) {
         return Some(Kind::Arf(part));
     }
@@ -189,9 +195,8 @@ fn has_type(part: &MessagePart<'_>, ctype: &str, subtype: &str) -> bool {
     })
 }
 
-/// Reads the report `message` carries (see [`classify`]). `base` is where the message's raw
-/// bytes start in the stream its part offsets refer to (see `unpack::mime`).
-pub(crate) fn parse(message: &Message<'_>, base: usize, kind: Kind<'_, '_>) -> ForensicReport {
+/// Reads the report `message` carries (see [`classify`]).
+fn parse(message: &Message<'_>, base: usize, kind: Kind<'_, '_>) -> ForensicReport {
     let mut warnings = Warnings::new();
     let mut report = match kind {
         Kind::Arf(part) => {
@@ -239,7 +244,7 @@ fn feedback_text(bytes: &[u8], warnings: &mut Warnings) -> String {
     if text.to_ascii_lowercase().contains("feedback-type") {
         return text.into_owned();
     }
-    let (decoded, _) = crate::unpack::transfer::base64(bytes);
+    let (decoded, _) = transfer::base64(bytes);
     let decoded = String::from_utf8_lossy(&decoded);
     if decoded.to_ascii_lowercase().contains("feedback-type") {
         warnings.add("transfer_encoding", "feedback part is base64 without a Content-Transfer-Encoding: decoded");

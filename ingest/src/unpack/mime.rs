@@ -4,14 +4,15 @@
 //! Leaf bytes are transfer-decoded here from the raw message rather than taken from
 //! mail-parser, which decodes `text/*` parts through their charset: a gzip mislabelled
 //! `text/plain` must reach the sniffer byte for byte. HTML parts (Microsoft's "[Preview]"
-//! summaries) are skipped; forwarded messages are walked recursively; ARF feedback reports are
-//! handed to the visitor parsed, with the raw mail.
+//! summaries) are skipped; forwarded messages are walked recursively; every message is first
+//! offered whole to the visitor, which takes failure reports that way. The MIME limits are
+//! checked by [`super::mime_scan`] before mail-parser sees the mail.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use super::{Unpacker, Visitor, transfer};
+use super::transfer::decode_part;
+use super::{Unpacker, Visitor, mime_scan};
 use crate::error::IngestError;
-use crate::forensic;
 
 pub(super) fn walk<V: Visitor>(
     unpacker: &mut Unpacker<'_, V>,
@@ -19,6 +20,15 @@ pub(super) fn walk<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
+    let repaired = cr_line_endings_to_crlf(raw);
+    if repaired.is_some() {
+        unpacker.visitor.warning("line_endings", format!("{location}: lines end in CR alone, read as CRLF"));
+    }
+    let raw = repaired.as_deref().unwrap_or(raw);
+    // mail-parser builds the whole structure at once: refuse one beyond the limits first.
+    if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
+        return unpacker.visitor.problem(location, err);
+    }
     match MessageParser::default().parse(raw) {
         Some(message) => walk_message(unpacker, &message, 0, location, depth),
         None => unpacker.visitor.problem(
@@ -26,6 +36,27 @@ pub(super) fn walk<V: Visitor>(
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
     }
+}
+
+/// A mail whose lines end in CR alone (old Mac OS), with every CR made CRLF; `None` for any
+/// other mail. mail-parser finds lines by their LF, so without this such a mail is one long
+/// header line. Told apart by its header section: CRs and not a single LF up to the first
+/// empty line (or in the first 64 KiB without one).
+fn cr_line_endings_to_crlf(raw: &[u8]) -> Option<Vec<u8>> {
+    let head = &raw[..raw.len().min(64 << 10)];
+    let header_end = memchr::memmem::find(head, b"\r\r").unwrap_or(head.len());
+    let header = &head[..header_end];
+    if memchr::memchr(b'\n', header).is_some() || memchr::memchr(b'\r', header).is_none() {
+        return None;
+    }
+    let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (index, &byte) in raw.iter().enumerate() {
+        crlf.push(byte);
+        if byte == b'\r' && raw.get(index + 1) != Some(&b'\n') {
+            crlf.push(b'\n');
+        }
+    }
+    Some(crlf)
 }
 
 /// `base` is where `message.raw_message()` starts in the stream its part offsets refer to:
@@ -39,18 +70,9 @@ fn walk_message<V: Visitor>(
     location: &str,
     depth: u32,
 ) -> Result<(), V::Error> {
-    if depth > unpacker.limits.max_mime_depth {
-        return unpacker.visitor.problem(
-            location,
-            IngestError::limit(
-                "MIME nesting",
-                format!("{} levels (limits.max_mime_depth)", unpacker.limits.max_mime_depth),
-            ),
-        );
-    }
-    if let Some(kind) = forensic::classify(message) {
-        let report = forensic::parse(message, base, kind);
-        return unpacker.visitor.forensic(location, report, message.raw_message());
+    // Its depth is within limits.max_mime_depth: `mime_scan` counted every level of it.
+    if unpacker.visitor.message(location, message, base)? {
+        return Ok(());
     }
     for (index, part) in message.parts.iter().enumerate() {
         let label = describe(part, index);
@@ -67,17 +89,11 @@ fn walk_message<V: Visitor>(
                     depth + 1,
                 )?;
             }
-            PartType::Html(_) => unpacker.visitor.skipped(&part_location, "HTML"),
+            PartType::Html(_) => unpacker.visitor.skipped(&part_location, "HTML")?,
             PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_) => {
                 unpacker.mime_parts += 1;
                 if unpacker.mime_parts > unpacker.limits.max_mime_parts {
-                    return unpacker.visitor.problem(
-                        location,
-                        IngestError::limit(
-                            "MIME parts",
-                            format!("{} (limits.max_mime_parts)", unpacker.limits.max_mime_parts),
-                        ),
-                    );
+                    return unpacker.visitor.problem(location, mime_scan::too_many_parts("input", unpacker.limits));
                 }
                 let (decoded, repaired) = decode_part(message, base, part);
                 if repaired {
@@ -108,28 +124,18 @@ fn describe(part: &MessagePart<'_>, index: usize) -> String {
         None => format!("part {index} ({content_type})"),
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The part's body, transfer-decoded from the raw message (see [`walk_message`] for `base`),
-/// and whether the encoding needed repairs.
-pub(crate) fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
-    let raw = message.raw_message();
-    let start = (part.offset_body as usize).checked_sub(base);
-    let end = (part.offset_end as usize).checked_sub(base);
-    let body = match (start, end) {
-        (Some(start), Some(end)) if start <= end && end <= raw.len() => &raw[start..end],
-        // Offsets we cannot map: take mail-parser's own decoding.
-        _ => {
-            let bytes = match &part.body {
-                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes.to_vec(),
-                PartType::Text(text) | PartType::Html(text) => text.as_bytes().to_vec(),
-                PartType::Message(_) | PartType::Multipart(_) => Vec::new(),
-            };
-            return (bytes, false);
-        }
-    };
-    match part.encoding {
-        Encoding::Base64 => transfer::base64(body),
-        Encoding::QuotedPrintable => (transfer::quoted_printable(body), false),
-        Encoding::None => (body.to_vec(), false),
+    #[test]
+    fn only_mails_whose_lines_end_in_cr_alone_are_repaired() {
+        assert_eq!(
+            cr_line_endings_to_crlf(b"From: a@b\rSubject: x\r\rbody\rend").as_deref(),
+            Some(&b"From: a@b\r\nSubject: x\r\n\r\nbody\r\nend"[..])
+        );
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\r\nSubject: x\r\n\r\nbody\r\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b\nSubject: x\n\nbody with a \r in it\n"), None);
+        assert_eq!(cr_line_endings_to_crlf(b"From: a@b"), None);
     }
 }

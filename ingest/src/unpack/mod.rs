@@ -2,17 +2,19 @@
 //!
 //! Input: an [`Envelope`] (bytes or a file). Output: calls on a [`Visitor`] for every XML or
 //! JSON document found (streamed, never fully in memory unless a container needs it), every
-//! part that could not be unpacked, and every part that is simply not a report.
+//! mail (which the visitor may take whole, as a failure report), every part that could not be
+//! unpacked, and every part that is simply not a report. The only visitor is
+//! [`crate::read`], which decides what each document is.
 //!
 //! Content is sniffed by its bytes, never by names or MIME types (reporters get those wrong):
 //! gzip (every member), zip (every entry, directories and junk skipped, nothing ever written
 //! to disk), MIME mail (every leaf part, forwarded `message/rfc822` included), XML, JSON.
-//! A mail that is a failure report (ARF or plain text) is parsed whole by [`crate::forensic`].
 //! Containers nest (zip in mail, gzip in zip) up to `limits.max_nesting`; every decompressed
 //! byte counts against the input's budget (see [`decompress`]).
 
 mod decompress;
 pub(crate) mod mime;
+mod mime_scan;
 pub(crate) mod transfer;
 
 use std::fs::File;
@@ -23,7 +25,6 @@ use decompress::{Budget, Capped, CompressedSize, Counting, GzipMembers};
 
 use crate::envelope::{Envelope, Payload};
 use crate::error::{IngestError, from_io};
-use crate::forensic::ForensicReport;
 use crate::limits::{Limits, format_size};
 
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -54,28 +55,30 @@ impl std::fmt::Debug for Document<'_> {
 
 /// Receives what [`unpack`] finds. Returning an error stops the walk (for failures of the
 /// visitor itself, such as the database going away; bad content is not an error here).
-pub trait Visitor {
+pub(crate) trait Visitor {
     type Error;
 
     /// A document that may be a report.
     fn document(&mut self, document: Document<'_>) -> Result<(), Self::Error>;
 
-    /// A failure (forensic) report: what was read from it, and the raw bytes of the report
-    /// mail, which hold the original message and are to be sealed, never stored in clear.
-    fn forensic(&mut self, location: &str, report: ForensicReport, raw: &[u8]) -> Result<(), Self::Error>;
+    /// A mail, before its parts are walked: `true` when the visitor took it whole (a failure
+    /// report), `false` to have its parts walked. `base` is where the message's raw bytes start
+    /// in the stream its part offsets refer to (see `mime`).
+    fn message(&mut self, location: &str, message: &mail_parser::Message<'_>, base: usize)
+    -> Result<bool, Self::Error>;
 
     /// A part that could not be unpacked (damaged archive, limit exceeded).
     fn problem(&mut self, location: &str, error: IngestError) -> Result<(), Self::Error>;
 
     /// Something that is not a report (text, HTML, an image).
-    fn skipped(&mut self, location: &str, what: &str);
+    fn skipped(&mut self, location: &str, what: &str) -> Result<(), Self::Error>;
 
     /// A tolerated oddity of the container (junk after gzip data, ...).
     fn warning(&mut self, code: &'static str, message: String);
 }
 
 /// Walks `envelope` and reports what it contains to `visitor`.
-pub fn unpack<V: Visitor>(envelope: &Envelope, limits: &Limits, visitor: &mut V) -> Result<(), V::Error> {
+pub(crate) fn unpack<V: Visitor>(envelope: &Envelope, limits: &Limits, visitor: &mut V) -> Result<(), V::Error> {
     let mut unpacker = Unpacker { visitor, limits, budget: Budget::new(limits), mime_parts: 0 };
     let root = envelope.origin.root_label();
     match &envelope.payload {
@@ -108,10 +111,7 @@ fn sniff(head: &[u8]) -> Content {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") || head.starts_with(b"PK\x07\x08") {
         return Content::Zip;
     }
-    if head.starts_with(&[0xFF, 0xFE, b'<', 0])
-        || head.starts_with(&[0xFE, 0xFF, 0, b'<'])
-        || head.starts_with(&[b'<', 0])
-    {
+    if crate::charset::utf16_xml(head).is_some() {
         return Content::Xml;
     }
     let text = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
@@ -288,7 +288,7 @@ impl<V: Visitor> Unpacker<'_, V> {
                 continue;
             }
             if is_junk_entry(&name) {
-                self.visitor.skipped(&entry_location, "archive metadata");
+                self.visitor.skipped(&entry_location, "archive metadata")?;
                 continue;
             }
             if entry.encrypted() {
@@ -322,19 +322,19 @@ impl<V: Visitor> Unpacker<'_, V> {
             Content::Xml => DocumentKind::Xml,
             Content::Json => DocumentKind::Json,
             Content::Empty => {
-                self.visitor.skipped(location, "empty content");
+                self.visitor.skipped(location, "empty content")?;
                 return Ok(());
             }
             Content::Html => {
-                self.visitor.skipped(location, "HTML");
+                self.visitor.skipped(location, "HTML")?;
                 return Ok(());
             }
             Content::Text => {
-                self.visitor.skipped(location, "plain text");
+                self.visitor.skipped(location, "plain text")?;
                 return Ok(());
             }
             Content::Binary | Content::Gzip | Content::Zip | Content::Mail => {
-                self.visitor.skipped(location, "binary data of an unknown kind");
+                self.visitor.skipped(location, "binary data of an unknown kind")?;
                 return Ok(());
             }
         };
@@ -353,16 +353,6 @@ fn too_big(what: &str, size: u64, limits: &Limits) -> IngestError {
 fn is_junk_entry(name: &str) -> bool {
     let file = name.rsplit('/').next().unwrap_or(name);
     name.starts_with("__MACOSX/") || file.starts_with("._") || file == ".DS_Store" || file == "Thumbs.db"
-}
-
-/// JSON documents are SMTP TLS reports (RFC 8460) or not reports at all. TLS reports are not
-/// imported by this version: they are refused with a reason (and kept for `reprocess`), so that
-/// nothing is lost; other JSON gives `None`.
-pub fn classify_json(reader: &mut dyn BufRead) -> Option<IngestError> {
-    let head = reader.fill_buf().ok()?;
-    let head = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-    (head.contains("\"organization-name\"") || head.contains("\"policies\"") || head.contains("\"report-id\""))
-        .then(|| IngestError::Unsupported("SMTP TLS reports (RFC 8460) are not imported by this version".into()))
 }
 
 /// Reads a whole stream into memory for callers that need it (small inputs, tests).
@@ -398,6 +388,12 @@ mod tests {
         assert_eq!(sniff(b"From: a@b.example\r\nTo: c@d.example\r\n"), Content::Mail);
         assert_eq!(sniff(b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\nReturn-Path: <>\n"), Content::Mail);
         assert_eq!(sniff(b"unused"), Content::Text);
+        // UTF-16 XML, big- and little-endian, with and without a byte order mark.
+        assert_eq!(sniff(b"\0<\0?\0x\0m\0l"), Content::Xml);
+        assert_eq!(sniff(b"\0\n\0<\0f\0e\0e\0d"), Content::Xml);
+        assert_eq!(sniff(b"<\0?\0x\0m\0l\0"), Content::Xml);
+        assert_eq!(sniff(b"\xFE\xFF\0<\0?"), Content::Xml);
+        assert_eq!(sniff(b"\xFF\xFE<\0?\0"), Content::Xml);
         assert_eq!(sniff(b"\x00\x01\x02"), Content::Binary);
     }
 

@@ -1,8 +1,11 @@
-//! Lenient MIME transfer decoding (base64, quoted-printable).
+//! Lenient MIME transfer decoding (base64, quoted-printable), and the decoded body of a part
+//! of a parsed mail.
 //!
 //! Reporters' base64 comes with 76-, 78- and 80-column lines, CRLF and LF mixed, missing `=`
 //! padding and stray characters; we skip anything outside the alphabet and decode what is
 //! there. The content is validated afterwards by sniffing its magic bytes, not here.
+
+use mail_parser::{Encoding, Message, MessagePart, PartType};
 
 /// Decodes base64, ignoring non-alphabet bytes and missing padding; the flag says whether
 /// either had to be ignored (for a warning).
@@ -86,6 +89,32 @@ fn hex(byte: &u8) -> Option<u8> {
         b'a'..=b'f' => Some(byte - b'a' + 10),
         b'A'..=b'F' => Some(byte - b'A' + 10),
         _ => None,
+    }
+}
+
+/// The part's body, transfer-decoded from the raw message (`base` is where `message.raw_message()` starts in the stream its part offsets refer to:
+/// see `unpack::mime`),
+/// and whether the encoding needed repairs.
+pub(crate) fn decode_part(message: &Message<'_>, base: usize, part: &MessagePart<'_>) -> (Vec<u8>, bool) {
+    let raw = message.raw_message();
+    let start = (part.offset_body as usize).checked_sub(base);
+    let end = (part.offset_end as usize).checked_sub(base);
+    let body = match (start, end) {
+        (Some(start), Some(end)) if start <= end && end <= raw.len() => &raw[start..end],
+        // Offsets we cannot map: take mail-parser's own decoding.
+        _ => {
+            let bytes = match &part.body {
+                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => bytes.to_vec(),
+                PartType::Text(text) | PartType::Html(text) => text.as_bytes().to_vec(),
+                PartType::Message(_) | PartType::Multipart(_) => Vec::new(),
+            };
+            return (bytes, false);
+        }
+    };
+    match part.encoding {
+        Encoding::Base64 => base64(body),
+        Encoding::QuotedPrintable => (quoted_printable(body), false),
+        Encoding::None => (body.to_vec(), false),
     }
 }
 

@@ -7,8 +7,8 @@
 //! that the sending MTA keeps the message. Never a relay: recipients other than the configured
 //! addresses and domains get `550`.
 //!
-//! The protocol is parsed by `smtp-proto` (sans-IO); [`session`] is our session loop: command
-//! and DATA timeouts, size and recipient caps, pipelining, STARTTLS (rustls) and LMTP. This
+//! The protocol is parsed by `smtp-proto` (sans-IO); [`session`] is our session loop: command,
+//! DATA and session deadlines, size and recipient caps, pipelining, STARTTLS (rustls) and LMTP. This
 //! module holds the settings, the caps on concurrent sessions (overall and per client IP), and
 //! the accept loops with graceful shutdown: stop accepting, let sessions in DATA finish within a
 //! bound, return.
@@ -109,10 +109,21 @@ pub struct SmtpSettings {
     pub max_sessions: usize,
     /// Sessions at once from one client IP.
     pub max_sessions_per_ip: usize,
-    /// Waiting for a command (RFC 5321 §4.5.3.2 suggests 5 minutes).
+    /// Waiting for one whole command line: from the previous command (or the greeting) to the
+    /// end of the next line, however its bytes trickle in (RFC 5321 §4.5.3.2 suggests 5
+    /// minutes). Also the longest wait for any single read or write.
     pub command_timeout: Duration,
-    /// The whole DATA transfer of one message.
+    /// The fixed part of the DATA deadline: a transfer may last this long plus one second for
+    /// every `data_min_rate` bytes received (see [`SmtpSettings::data_min_rate`]).
     pub data_timeout: Duration,
+    /// Bytes per second that extend a DATA transfer (and the session) beyond
+    /// `data_timeout`: a sender at least this fast always finishes, one slower than this is
+    /// cut off after `data_timeout` plus what its bytes earned. At least 1.
+    pub data_min_rate: u64,
+    /// The fixed part of a session's lifetime, counted from the connection: a session ends
+    /// after `session_timeout` + `data_timeout` + the allowance its message data earned at
+    /// `data_min_rate`, whatever it does in between.
+    pub session_timeout: Duration,
     /// Protocol errors before a session is closed.
     pub max_errors: u32,
     /// How long sessions may take to finish once shutdown begins.
@@ -144,6 +155,9 @@ impl SmtpSettings {
             max_sessions_per_ip: 20,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
+            // 128 kbit/s: a 50 MiB message may take 600 s + 3,200 s, a 1 MiB one 664 s.
+            data_min_rate: 16 << 10,
+            session_timeout: Duration::from_secs(600),
             max_errors: 10,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
@@ -247,15 +261,21 @@ impl<D: Deliver> Server<D> {
         let _ = stream.set_nodelay(true);
         let settings = &*self.settings;
         let deliver = &*self.deliver;
-        let mut plain = session::Session::new(settings, deliver, peer, protocol, false, shutdown.clone());
+        let lifetime = session::Lifetime::start();
+        let mut plain = session::Session::new(settings, deliver, peer, protocol, false, shutdown.clone(), lifetime);
         let ended = plain.run(&mut stream, true).await;
         match ended {
             Ok(session::Ended::StartTls) => {
                 let Some(config) = settings.tls.clone() else { return };
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                match tokio::time::timeout(settings.command_timeout, acceptor.accept(stream)).await {
+                // The TLS session goes on with the lifetime of the plaintext one: STARTTLS
+                // does not buy a client a second one.
+                let lifetime = plain.lifetime();
+                let handshake_deadline = lifetime.deadline(settings).min(session::after(settings.command_timeout));
+                match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await {
                     Ok(Ok(mut tls)) => {
-                        let mut secure = session::Session::new(settings, deliver, peer, protocol, true, shutdown);
+                        let mut secure =
+                            session::Session::new(settings, deliver, peer, protocol, true, shutdown, lifetime);
                         if let Err(err) = secure.run(&mut tls, false).await {
                             tracing::debug!(%peer, error = %err, "TLS session ended with an error");
                         }

@@ -4,7 +4,23 @@
 //! Replies to pipelined commands are buffered and sent whenever the session is about to wait
 //! (for the client, or for the database). `STARTTLS` ends the plaintext session: whatever the
 //! client sent after it is discarded with the session (RFC 3207 §4.2, command injection), and
-//! the caller runs a new one over TLS.
+//! the caller runs a new one over TLS, with the same [`Lifetime`].
+//!
+//! Time is bounded by deadlines, never by a timeout that restarts with every read, so a client
+//! that sends one byte a second gains nothing (slowloris):
+//! - a command line must be complete `command_timeout` after the previous one (or the
+//!   greeting, or the end of a DATA transfer);
+//! - a DATA transfer must end `data_timeout` + `received / data_min_rate` seconds after its
+//!   `354`: a sender at least `data_min_rate` fast always finishes, a slower one is cut off
+//!   once its bytes no longer pay for its time (received bytes count up to the size cap);
+//! - the session ends `session_timeout` + `data_timeout` + `all DATA bytes / data_min_rate`
+//!   seconds after the connection, whatever the client does, so neither an endless series of
+//!   `NOOP`s nor of slow small messages holds a session for ever (the time the store takes
+//!   to answer for a message is ours, and does not count);
+//! - each single read and write waits at most `command_timeout`.
+//!
+//! A deadline that passes gets `421 4.4.2` and the connection is closed; a message whose
+//! transfer is cut off is not delivered. Delivery itself (the store) is not cut off here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +53,44 @@ enum Step {
     Close,
 }
 
+/// Where a session is in its time: when it began and the message data it delivered, which
+/// buys it more time (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lifetime {
+    started: Instant,
+    data_bytes: u64,
+    /// Time spent storing messages: the store's time, not the client's, so it does not count.
+    delivering: Duration,
+}
+
+impl Lifetime {
+    pub(super) fn start() -> Self {
+        Lifetime { started: Instant::now(), data_bytes: 0, delivering: Duration::ZERO }
+    }
+
+    /// When the session must end.
+    pub(super) fn deadline(&self, settings: &SmtpSettings) -> Instant {
+        let fixed = settings.session_timeout.saturating_add(settings.data_timeout).saturating_add(self.delivering);
+        later(self.started, fixed.saturating_add(allowance(self.data_bytes, settings)))
+    }
+}
+
+/// The time `bytes` of message data buy at `data_min_rate`.
+fn allowance(bytes: u64, settings: &SmtpSettings) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / settings.data_min_rate.max(1) as f64)
+}
+
+/// `base + by`, or a time too far away to matter when that overflows (a configured timeout of
+/// `u64::MAX` seconds means "never").
+fn later(base: Instant, by: Duration) -> Instant {
+    base.checked_add(by).unwrap_or_else(|| base + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// `by` from now (see [`later`]).
+pub(super) fn after(by: Duration) -> Instant {
+    later(Instant::now(), by)
+}
+
 /// What waiting for the client gave.
 enum Read {
     Bytes(usize),
@@ -58,6 +112,9 @@ pub(super) struct Session<'a, D> {
     mail_from: Option<String>,
     recipients: Vec<String>,
     errors: u32,
+    lifetime: Lifetime,
+    /// When the command line being received must be complete.
+    line_deadline: Instant,
     /// Replies not yet sent.
     out: Vec<u8>,
     /// Bytes received and not yet handled.
@@ -74,6 +131,7 @@ impl<'a, D: Deliver> Session<'a, D> {
         protocol: Protocol,
         tls: bool,
         shutdown: watch::Receiver<bool>,
+        lifetime: Lifetime,
     ) -> Self {
         Session {
             settings,
@@ -87,10 +145,17 @@ impl<'a, D: Deliver> Session<'a, D> {
             mail_from: None,
             recipients: Vec::new(),
             errors: 0,
+            lifetime,
+            line_deadline: after(settings.command_timeout),
             out: Vec::new(),
             pending: Vec::new(),
             skipping_long_line: false,
         }
+    }
+
+    /// The session's lifetime so far, for the session that follows STARTTLS.
+    pub(super) fn lifetime(&self) -> Lifetime {
+        self.lifetime
     }
 
     pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -104,9 +169,11 @@ impl<'a, D: Deliver> Session<'a, D> {
         }
         let mut requests = RequestReceiver::default();
         let mut chunk = vec![0u8; READ_CHUNK];
+        self.line_deadline = after(self.settings.command_timeout);
         loop {
             let pending = std::mem::take(&mut self.pending);
             let mut consumed = 0;
+            let mut lines_ended = false;
             let mut step = Step::Continue;
             // Commands are framed into lines here, so that no line longer than the cap is
             // buffered or parsed, whether it arrives in one read or in many.
@@ -122,6 +189,7 @@ impl<'a, D: Deliver> Session<'a, D> {
                 };
                 let line = &unread[..=end];
                 consumed += end + 1;
+                lines_ended = true;
                 if std::mem::take(&mut self.skipping_long_line) {
                     continue; // the end of a line already refused
                 }
@@ -130,10 +198,22 @@ impl<'a, D: Deliver> Session<'a, D> {
                     continue;
                 }
                 step = match requests.ingest(&mut line.iter()) {
-                    Ok(request) => self.command(request.into_owned()),
+                    Ok(request) => self.command(request.into_owned(), line),
                     Err(ProtocolError::NeedsMoreData { .. }) => Step::Continue,
+                    // smtp-proto refuses a SIZE of exactly 20 digits as a syntax error; it is
+                    // a size, and too big (RFC 1870: 552 at MAIL).
+                    Err(ProtocolError::InvalidParameter { param: "SIZE" })
+                        if declared_size(line).is_some_and(|size| size > self.settings.max_message_bytes) =>
+                    {
+                        self.mail(None, declared_size(line).unwrap_or(u64::MAX));
+                        Step::Continue
+                    }
                     Err(err) => self.refuse(err),
                 };
+            }
+            if lines_ended {
+                // The next line has its own `command_timeout`, from now.
+                self.line_deadline = after(self.settings.command_timeout);
             }
             let rest = pending[consumed..].to_vec();
             match step {
@@ -152,6 +232,7 @@ impl<'a, D: Deliver> Session<'a, D> {
                     match self.data(stream, rest).await? {
                         Some(leftover) => {
                             self.pending = leftover;
+                            self.line_deadline = after(self.settings.command_timeout);
                             continue;
                         }
                         None => return Ok(Ended::Closed),
@@ -159,14 +240,20 @@ impl<'a, D: Deliver> Session<'a, D> {
                 }
             }
             self.flush(stream).await?;
-            match self.read(stream, &mut chunk, self.settings.command_timeout, true).await? {
+            let session_deadline = self.lifetime.deadline(self.settings);
+            match self.read(stream, &mut chunk, self.line_deadline.min(session_deadline), true).await? {
                 Read::Bytes(n) => {
                     self.pending = rest;
                     self.pending.extend_from_slice(&chunk[..n]);
                 }
                 Read::Eof => return Ok(Ended::Closed),
                 Read::TimedOut => {
-                    self.reply(421, "4.4.2", "Timeout waiting for a command, closing the connection");
+                    if self.line_deadline <= session_deadline {
+                        self.reply(421, "4.4.2", "Timeout waiting for a command, closing the connection");
+                    } else {
+                        tracing::info!(peer = %self.peer, "session time limit reached");
+                        self.reply(421, "4.4.2", "Session time limit reached, closing the connection");
+                    }
                     self.flush(stream).await?;
                     return Ok(Ended::Closed);
                 }
@@ -179,7 +266,8 @@ impl<'a, D: Deliver> Session<'a, D> {
         }
     }
 
-    fn command(&mut self, request: Request<String>) -> Step {
+    /// Handles one command; `line` is the command line as received.
+    fn command(&mut self, request: Request<String>, line: &[u8]) -> Step {
         let lmtp = self.protocol == Protocol::Lmtp;
         match request {
             Request::Ehlo { .. } | Request::Helo { .. } if lmtp => {
@@ -195,20 +283,10 @@ impl<'a, D: Deliver> Session<'a, D> {
                 self.reply(250, "", &self.settings.hostname.clone());
             }
             Request::Mail { from } => {
-                if self.helo.is_none() {
-                    self.reply(503, "5.5.1", "Say EHLO first");
-                } else if self.mail_from.is_some() {
-                    self.reply(503, "5.5.1", "Nested MAIL command");
-                } else if from.size as u64 > self.settings.max_message_bytes {
-                    self.reply(
-                        552,
-                        "5.3.4",
-                        &format!("Message too big: at most {} bytes", self.settings.max_message_bytes),
-                    );
-                } else {
-                    self.mail_from = Some(from.address);
-                    self.reply(250, "2.1.0", "OK");
-                }
+                // smtp-proto wraps sizes of 21 digits and more around to small numbers: the
+                // size is read from the line here.
+                let size = declared_size(line).unwrap_or(from.size as u64);
+                self.mail(Some(from.address), size);
             }
             Request::Rcpt { to } => {
                 if self.mail_from.is_none() {
@@ -270,6 +348,24 @@ impl<'a, D: Deliver> Session<'a, D> {
         Step::Continue
     }
 
+    /// `MAIL FROM`, with the size the client declared (0 when none); `address` is `None` when
+    /// the command could not be parsed beyond a size that is too big anyway.
+    fn mail(&mut self, address: Option<String>, size: u64) {
+        let max = self.settings.max_message_bytes;
+        if self.helo.is_none() {
+            self.reply(503, "5.5.1", "Say EHLO first");
+        } else if self.mail_from.is_some() {
+            self.reply(503, "5.5.1", "Nested MAIL command");
+        } else if size > max {
+            self.reply(552, "5.3.4", &format!("Message too big: at most {max} bytes"));
+        } else if let Some(address) = address {
+            self.mail_from = Some(address);
+            self.reply(250, "2.1.0", "OK");
+        } else {
+            self.protocol_error(ProtocolError::InvalidParameter { param: "SIZE" });
+        }
+    }
+
     /// Receives the message after `354`, starting with `received` (bytes the client pipelined
     /// after DATA), and delivers it. Returns the bytes after the end of the data, or `None`
     /// when the session is over (timeout, the client went away).
@@ -287,10 +383,18 @@ impl<'a, D: Deliver> Session<'a, D> {
         let mut too_big = false;
         let mut chunk = received;
         let mut scratch = vec![0u8; READ_CHUNK];
-        let deadline = Instant::now() + self.settings.data_timeout;
+        let started = Instant::now();
+        // Bytes received, counted up to the size cap: what a client sends beyond it is read
+        // and dropped, and buys no time.
+        let mut counted: u64 = 0;
+        let cap = self.settings.max_message_bytes.saturating_add(2);
         let leftover = loop {
             let mut bytes = chunk.iter();
             let done = receiver.ingest(&mut bytes, &mut message);
+            let taken = (chunk.len() - bytes.len()) as u64;
+            let earned = taken.min(cap - counted);
+            counted += earned;
+            self.lifetime.data_bytes = self.lifetime.data_bytes.saturating_add(earned);
             if message.len() > max + 2 {
                 // Read on to the end, keeping nothing, then refuse it.
                 too_big = true;
@@ -299,8 +403,11 @@ impl<'a, D: Deliver> Session<'a, D> {
             if done {
                 break bytes.as_slice().to_vec();
             }
-            let wait = deadline.saturating_duration_since(Instant::now()).min(self.settings.command_timeout);
-            match self.read(stream, &mut scratch, wait, false).await? {
+            let transfer_deadline =
+                later(started, self.settings.data_timeout.saturating_add(allowance(counted, self.settings)));
+            let deadline =
+                transfer_deadline.min(self.lifetime.deadline(self.settings)).min(after(self.settings.command_timeout));
+            match self.read(stream, &mut scratch, deadline, false).await? {
                 Read::Bytes(n) => chunk = scratch[..n].to_vec(),
                 Read::Eof | Read::Shutdown => {
                     tracing::info!(peer = %self.peer, "client went away during DATA; nothing stored");
@@ -330,7 +437,10 @@ impl<'a, D: Deliver> Session<'a, D> {
                 },
                 Payload::Bytes(message),
             );
-            match self.deliver.deliver(envelope).await {
+            let delivering = Instant::now();
+            let delivery = self.deliver.deliver(envelope).await;
+            self.lifetime.delivering = self.lifetime.delivering.saturating_add(delivering.elapsed());
+            match delivery {
                 Delivery::Accepted(text) => self.each_recipient(recipients, 250, "2.0.0", &text),
                 Delivery::TryLater(text) => self.each_recipient(recipients, 451, "4.3.0", &text),
             }
@@ -351,7 +461,7 @@ impl<'a, D: Deliver> Session<'a, D> {
         &mut self,
         stream: &mut S,
         chunk: &mut [u8],
-        wait: Duration,
+        deadline: Instant,
         stop_on_shutdown: bool,
     ) -> std::io::Result<Read> {
         if stop_on_shutdown && *self.shutdown.borrow() {
@@ -359,7 +469,7 @@ impl<'a, D: Deliver> Session<'a, D> {
         }
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
-            read = tokio::time::timeout(wait, stream.read(chunk)) => match read {
+            read = tokio::time::timeout_at(deadline, stream.read(chunk)) => match read {
                 Ok(Ok(0)) => Ok(Read::Eof),
                 Ok(Ok(n)) => Ok(Read::Bytes(n)),
                 Ok(Err(err)) => Err(err),
@@ -452,23 +562,42 @@ impl<'a, D: Deliver> Session<'a, D> {
     }
 }
 
+/// The `SIZE=` parameter of a `MAIL` command line (RFC 1870), saturating at `u64::MAX`: a
+/// number too large for any integer is still a size, and too big. `None` for other commands,
+/// without the parameter, or with something else than digits after `SIZE=`.
+fn declared_size(line: &[u8]) -> Option<u64> {
+    if !line.get(..4).is_some_and(|verb| verb.eq_ignore_ascii_case(b"MAIL")) {
+        return None;
+    }
+    let value = line
+        .split(|b| b.is_ascii_whitespace())
+        .skip(1)
+        .find_map(|word| word.get(..5).filter(|key| key.eq_ignore_ascii_case(b"SIZE=")).map(|_| &word[5..]))?;
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |size, digit| size.saturating_mul(10).saturating_add(u64::from(digit - b'0'))))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
-    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, ReadHalf};
 
     use super::*;
     use crate::intake::smtp::Recipients;
 
-    /// Keeps what it is given and answers as told.
+    /// Keeps what it is given and answers as told, after `delay`.
     struct Recorder {
         messages: Mutex<Vec<Envelope>>,
         answer: Delivery,
+        delay: Duration,
     }
 
     impl Deliver for Recorder {
         async fn deliver(&self, envelope: Envelope) -> Delivery {
+            tokio::time::sleep(self.delay).await;
             self.messages.lock().expect("not poisoned").push(envelope);
             self.answer.clone()
         }
@@ -476,7 +605,11 @@ mod tests {
 
     impl Recorder {
         fn accepting() -> Self {
-            Recorder { messages: Mutex::new(Vec::new()), answer: Delivery::Accepted("stored as input 1".into()) }
+            Recorder::answering(Delivery::Accepted("stored as input 1".into()))
+        }
+
+        fn answering(answer: Delivery) -> Self {
+            Recorder { messages: Mutex::new(Vec::new()), answer, delay: Duration::ZERO }
         }
 
         fn bodies(&self) -> Vec<Vec<u8>> {
@@ -512,7 +645,7 @@ mod tests {
         let (mut server_side, client_side) = tokio::io::duplex(1 << 20);
         let (_stop, shutdown) = watch::channel(false);
         let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
-        let mut session = Session::new(settings, recorder, peer, protocol, false, shutdown);
+        let mut session = Session::new(settings, recorder, peer, protocol, false, shutdown, Lifetime::start());
         session.starttls_offered = starttls;
         let client = tokio::spawn(client(client_side, script.iter().map(|s| s.to_string()).collect()));
         let ended = session.run(&mut server_side, true).await.expect("the session runs");
@@ -520,17 +653,22 @@ mod tests {
         (client.await.expect("the client ends"), ended)
     }
 
-    /// Sends each script entry as one write and reads every reply until the server closes.
-    async fn client(stream: DuplexStream, script: Vec<String>) -> Vec<String> {
-        let (read, mut write) = tokio::io::split(stream);
-        let reader = tokio::spawn(async move {
+    /// Reads every reply line until the server closes.
+    fn spawn_reader(read: ReadHalf<DuplexStream>) -> tokio::task::JoinHandle<Vec<String>> {
+        tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
             let mut replies = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 replies.push(line);
             }
             replies
-        });
+        })
+    }
+
+    /// Sends each script entry as one write and reads every reply until the server closes.
+    async fn client(stream: DuplexStream, script: Vec<String>) -> Vec<String> {
+        let (read, mut write) = tokio::io::split(stream);
+        let reader = spawn_reader(read);
         for chunk in script {
             if write.write_all(chunk.as_bytes()).await.is_err() {
                 break;
@@ -640,8 +778,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_delivery_is_a_temporary_failure() {
-        let recorder =
-            Recorder { messages: Mutex::new(Vec::new()), answer: Delivery::TryLater("database down".into()) };
+        let recorder = Recorder::answering(Delivery::TryLater("database down".into()));
         let script = ["HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\n", "x\r\n.\r\nQUIT\r\n"];
         let (replies, _) = converse(&settings(), &recorder, Protocol::Smtp, &script, false).await;
         assert!(replies.contains(&"451 4.3.0 database down".to_owned()), "{replies:?}");
@@ -684,7 +821,7 @@ mod tests {
         let (_stop, shutdown) = watch::channel(false);
         let settings = settings();
         let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
-        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown);
+        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
         let started = Instant::now();
         assert_eq!(session.run(&mut server_side, true).await.expect("runs"), Ended::Closed);
         assert!(started.elapsed() >= settings.command_timeout);
@@ -707,7 +844,7 @@ mod tests {
             .write_all(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\nSubject: half")
             .await
             .expect("written");
-        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown);
+        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
         let started = Instant::now();
         assert_eq!(session.run(&mut server_side, true).await.expect("runs"), Ended::Closed);
         assert!(started.elapsed() >= settings.data_timeout && started.elapsed() < settings.command_timeout);
@@ -725,7 +862,7 @@ mod tests {
         let (stop, shutdown) = watch::channel(false);
         let settings = settings();
         let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
-        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown);
+        let mut session = Session::new(&settings, &recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
         let stopper = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             stop.send(true).expect("sent");
@@ -737,5 +874,201 @@ mod tests {
         let mut text = String::new();
         client_side.read_to_string(&mut text).await.expect("readable");
         assert!(text.ends_with("421 4.3.2 Service shutting down, try again later\r\n"), "{text}");
+    }
+
+    #[test]
+    fn sizes_are_read_from_the_mail_line_however_large() {
+        assert_eq!(declared_size(b"MAIL FROM:<a@b.example> SIZE=120\r\n"), Some(120));
+        assert_eq!(declared_size(b"mail from: <a@b.example> body=8bitmime size=7\r\n"), Some(7));
+        assert_eq!(declared_size(b"MAIL FROM:<a@b.example> SIZE=18446744073709551616\r\n"), Some(u64::MAX));
+        assert_eq!(declared_size(b"MAIL FROM:<a@b.example> SIZE=999999999999999999999999\r\n"), Some(u64::MAX));
+        assert_eq!(declared_size(b"MAIL FROM:<a@b.example>\r\n"), None);
+        assert_eq!(declared_size(b"MAIL FROM:<a@b.example> SIZE=12x\r\n"), None);
+        assert_eq!(declared_size(b"RCPT TO:<a@b.example> SIZE=5\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_declared_size_too_large_for_any_integer_gets_552_at_mail() {
+        let recorder = Recorder::accepting();
+        let script = [
+            "EHLO c\r\n",
+            // 20 digits (smtp-proto calls it a syntax error: 501), 21 digits (smtp-proto wraps
+            // it around to 9: 250), u64::MAX + 1, and one byte over the cap.
+            "MAIL FROM:<a@b.example> SIZE=99999999999999999999\r\n",
+            "MAIL FROM:<a@b.example> SIZE=999999999999999999999\r\n",
+            "MAIL FROM:<a@b.example> SIZE=18446744073709551616\r\n",
+            "MAIL FROM:<a@b.example> SIZE=1001\r\n",
+            "MAIL FROM:<a@b.example> SIZE=1000\r\n",
+            "QUIT\r\n",
+        ];
+        let (replies, _) = converse(&settings(), &recorder, Protocol::Smtp, &script, false).await;
+        assert_eq!(codes(&replies), ["220", "250", "552", "552", "552", "552", "250", "221"], "{replies:?}");
+        assert!(replies.contains(&"552 5.3.4 Message too big: at most 1000 bytes".to_owned()), "{replies:?}");
+    }
+
+    /// What a client that takes its time did, and what it got.
+    struct Timed {
+        replies: Vec<String>,
+        ended: Ended,
+        /// Session time (paused tokio time).
+        elapsed: Duration,
+        /// Steps of the client's script that were written before the server closed.
+        steps_sent: usize,
+        delivered: usize,
+    }
+
+    /// Runs a session against a client that writes each `(pause, bytes)` step after its
+    /// pause, on paused time (tokio advances the clock whenever everyone waits).
+    async fn converse_slowly(settings: &SmtpSettings, recorder: &Recorder, steps: Vec<(Duration, Vec<u8>)>) -> Timed {
+        let (mut server_side, client_side) = tokio::io::duplex(1 << 20);
+        let (_stop, shutdown) = watch::channel(false);
+        let peer: SocketAddr = "192.0.2.7:40000".parse().expect("an address");
+        let (read, mut write) = tokio::io::split(client_side);
+        let reader = spawn_reader(read);
+        let writer = tokio::spawn(async move {
+            let mut sent = 0;
+            for (pause, bytes) in steps {
+                tokio::time::sleep(pause).await;
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let started = Instant::now();
+        let mut session = Session::new(settings, recorder, peer, Protocol::Smtp, false, shutdown, Lifetime::start());
+        let ended = session.run(&mut server_side, true).await.expect("the session runs");
+        let elapsed = started.elapsed();
+        drop(server_side);
+        let steps_sent = writer.await.expect("the writer ends");
+        let replies = reader.await.expect("the reader ends");
+        Timed { replies, ended, elapsed, steps_sent, delivered: recorder.bodies().len() }
+    }
+
+    fn step(pause_seconds: u64, bytes: &[u8]) -> (Duration, Vec<u8>) {
+        (Duration::from_secs(pause_seconds), bytes.to_vec())
+    }
+
+    const ENVELOPE: &[u8] = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_line_sent_one_byte_at_a_time_is_cut_off_after_the_command_timeout() {
+        let settings = settings();
+        let mut steps = vec![step(0, b"EHLO c\r\n")];
+        // 2,000 bytes, one every 10 s, never a line end: 20,000 s if let run.
+        steps.extend((0..2000).map(|_| step(10, b"x")));
+        let total = steps.len();
+        let timed = converse_slowly(&settings, &Recorder::accepting(), steps).await;
+        assert_eq!(timed.ended, Ended::Closed);
+        assert_eq!(
+            timed.replies.last().map(String::as_str),
+            Some("421 4.4.2 Timeout waiting for a command, closing the connection"),
+            "{:?}",
+            timed.replies
+        );
+        assert!(timed.steps_sent < total, "cut off while still sending");
+        let limit = settings.command_timeout;
+        assert!(timed.elapsed >= limit && timed.elapsed < limit + Duration::from_secs(10), "{:?}", timed.elapsed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_of_timely_noops_ends_with_its_lifetime() {
+        let mut settings = settings();
+        settings.command_timeout = Duration::from_secs(30);
+        settings.session_timeout = Duration::from_secs(100);
+        settings.data_timeout = Duration::from_secs(60);
+        let mut steps = vec![step(0, b"EHLO c\r\n")];
+        steps.extend((0..1000).map(|_| step(25, b"NOOP\r\n")));
+        let timed = converse_slowly(&settings, &Recorder::accepting(), steps).await;
+        assert_eq!(
+            timed.replies.last().map(String::as_str),
+            Some("421 4.4.2 Session time limit reached, closing the connection"),
+            "{:?}",
+            timed.replies
+        );
+        // 100 s + 60 s, no message data: the NOOPs of 25 s to 150 s answered, then the end.
+        assert_eq!(timed.elapsed, Duration::from_secs(160));
+        assert_eq!(timed.replies.iter().filter(|line| *line == "250 2.0.0 OK").count(), 6, "{:?}", timed.replies);
+    }
+
+    /// Settings for DATA at a known pace: 60 s plus one second per 1,000 bytes.
+    fn slow_link_settings() -> SmtpSettings {
+        let mut settings = settings();
+        settings.max_message_bytes = 1 << 20;
+        settings.command_timeout = Duration::from_secs(30);
+        settings.data_timeout = Duration::from_secs(60);
+        settings.data_min_rate = 1000;
+        settings.session_timeout = Duration::from_secs(100);
+        settings
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_message_over_a_slow_link_gets_through() {
+        // 400,000 bytes at 2,000 bytes a second: 200 s, well past the 60 s of data_timeout,
+        // and well past the 160 s of a session that delivered nothing.
+        let mut steps = vec![step(0, ENVELOPE), step(0, b"DATA\r\nSubject: large\r\n\r\n")];
+        let line = format!("{}\r\n", "x".repeat(98));
+        steps.extend((0..200).map(|_| step(1, line.repeat(20).as_bytes())));
+        steps.push(step(1, b".\r\nQUIT\r\n"));
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
+        assert_eq!(codes(&timed.replies), ["220", "250", "250", "250", "354", "250", "221"], "{:?}", timed.replies);
+        assert_eq!(timed.delivered, 1);
+        assert!(timed.elapsed > Duration::from_secs(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_dripping_in_is_cut_off_once_its_bytes_no_longer_pay_for_its_time() {
+        let mut steps = vec![step(0, ENVELOPE), step(0, b"DATA\r\n")];
+        steps.extend((0..10_000).map(|_| step(1, b"x")));
+        let total = steps.len();
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
+        assert_eq!(
+            timed.replies.last().map(String::as_str),
+            Some("421 4.4.2 Timeout receiving the message, closing the connection"),
+            "{:?}",
+            timed.replies
+        );
+        assert!(timed.steps_sent < total);
+        assert_eq!(timed.delivered, 0);
+        // 60 s plus a millisecond per byte received.
+        assert!(timed.elapsed >= Duration::from_secs(60) && timed.elapsed < Duration::from_secs(61));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_messages_dripping_in_one_after_another_end_with_the_session() {
+        // Each message takes 40 s (under data_timeout), one after the other: the session ends
+        // after 100 s + 60 s + what its few bytes earned.
+        let message: Vec<(Duration, Vec<u8>)> = std::iter::once(step(0, b"MAIL FROM:<a@b.example>\r\n"))
+            .chain(std::iter::once(step(0, b"RCPT TO:<reports@dmarc.example>\r\nDATA\r\n")))
+            .chain((0..40).map(|_| step(1, b"x")))
+            .chain(std::iter::once(step(0, b"\r\n.\r\n")))
+            .collect();
+        let mut steps = vec![step(0, b"EHLO c\r\n")];
+        for _ in 0..50 {
+            steps.extend(message.iter().cloned());
+        }
+        let timed = converse_slowly(&slow_link_settings(), &Recorder::accepting(), steps).await;
+        assert_eq!(
+            timed.replies.last().map(String::as_str),
+            Some("421 4.4.2 Timeout receiving the message, closing the connection"),
+            "{:?}",
+            timed.replies
+        );
+        assert_eq!(timed.delivered, 4, "160 s hold four messages of 40 s");
+        assert!(timed.elapsed < Duration::from_secs(161), "{:?}", timed.elapsed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_the_store_takes_does_not_count_against_the_session() {
+        // The store takes 300 s for the message, longer than the whole 160 s lifetime of a
+        // session that carried few bytes: the client can still go on and say QUIT.
+        let mut recorder = Recorder::accepting();
+        recorder.delay = Duration::from_secs(300);
+        let steps =
+            vec![step(0, ENVELOPE), step(0, b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n"), step(301, b"QUIT\r\n")];
+        let timed = converse_slowly(&slow_link_settings(), &recorder, steps).await;
+        assert_eq!(codes(&timed.replies), ["220", "250", "250", "250", "354", "250", "221"], "{:?}", timed.replies);
+        assert_eq!(timed.delivered, 1);
     }
 }

@@ -1,0 +1,249 @@
+//! What storing comes to, input by input, within one transaction: every route writes reports
+//! through here, so that a report is counted the same way whichever route brought it.
+//!
+//! A [`Ledger`] holds, for each input of a transaction, its id and a [`Tally`], and the rollup
+//! rows of the reports written. [`Ledger::write_reports`] and [`Ledger::write_forensic`] offer
+//! complete reports to the database and count what became of each; routes that stream a
+//! report's records count it themselves with [`Ledger::count`]. [`Ledger::finish`] gives each
+//! input its outcome (the rule in `outcome`) and writes the input rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use dmarcpipe_ingest::forensic::ForensicReport;
+use dmarcpipe_ingest::inspect::Inspection;
+use dmarcpipe_ingest::model::AggregateReport;
+
+use crate::Store;
+use crate::aggregate::{self, NaturalKey};
+use crate::error::StoreError;
+use crate::forensic;
+use crate::inputs::{self, Provenance, Target};
+use crate::outcome::{InputOutcome, InputResult, Tally};
+use crate::rollup::RollupSums;
+use crate::rows::{DailyRow, PayloadRow, SampleRow, SourceRow, Stamp};
+use crate::write::{self, Claim};
+use sqlx::PgConnection;
+
+/// One input of a transaction.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub id: i64,
+    /// Set for an input run again by `reprocess`: the reports it stored before are its own.
+    reprocessed: bool,
+    /// The earliest input with the very same bytes: then nothing of this one is written.
+    pub identical: Option<i64>,
+    pub tally: Tally,
+}
+
+/// The inputs of one transaction and the rollup rows of their reports.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    pub entries: Vec<Entry>,
+    daily: Vec<DailyRow>,
+    sources: Vec<SourceRow>,
+}
+
+/// What an input brings to [`Ledger::finish`].
+#[derive(Debug)]
+pub(crate) struct Closing<'a> {
+    pub target: &'a Target,
+    pub found: &'a Inspection,
+    pub notes: &'a [(&'static str, String)],
+    /// The sealed bytes to keep when the input is rejected.
+    pub payload: Option<&'a [u8]>,
+}
+
+impl Ledger {
+    /// Takes ids for `targets` (new inputs get one, and learn whether their bytes came before)
+    /// and for the reports about to be offered: `reports[i]` aggregate and `forensic[i]` failure
+    /// reports of input `i`, none for an input whose bytes came before. Returns the report ids
+    /// per input.
+    pub async fn open(
+        conn: &mut PgConnection,
+        targets: &[&Target],
+        reports: &[usize],
+        forensic: &[usize],
+    ) -> Result<(Ledger, Vec<(Vec<i64>, Vec<i64>)>), StoreError> {
+        let digests: Vec<Option<&[u8]>> = targets
+            .iter()
+            .map(|target| match target {
+                Target::New(provenance) => Some(&provenance.fingerprint.sha256[..]),
+                Target::Existing { .. } => None,
+            })
+            .collect();
+        let allocated = write::allocate(conn, &digests, reports, forensic).await?;
+        let mut ledger = Ledger::default();
+        let mut ids = Vec::with_capacity(targets.len());
+        for (target, slot) in targets.iter().zip(allocated) {
+            let (id, reprocessed) = match target {
+                Target::New(_) => (slot.input.ok_or_else(|| StoreError::Data("no id for a new input".into()))?, false),
+                Target::Existing { input } => (*input, true),
+            };
+            ledger.entries.push(Entry { id, reprocessed, identical: slot.identical, tally: Tally::default() });
+            ids.push((slot.reports, slot.forensic));
+        }
+        Ok((ledger, ids))
+    }
+
+    /// Counts report of input `entry` as written now (with its rollup sums), or as stored before
+    /// by input `original`.
+    pub fn count(&mut self, entry: usize, claim: Claim, records: u64, messages: i64, sums: Option<RollupSums>) {
+        let input = &mut self.entries[entry];
+        match claim {
+            Claim::New => {
+                input.tally.stored(records, messages);
+                if let Some(mut sums) = sums {
+                    self.add_rollups(&mut sums);
+                }
+            }
+            Claim::Existing(original) => input.tally.already_stored(original, input.own(), records, messages),
+        }
+    }
+
+    /// Appends the rollup rows of a report written now.
+    pub fn add_rollups(&mut self, sums: &mut RollupSums) {
+        self.daily.extend(sums.daily_rows());
+        self.sources.extend(sums.take_source_rows());
+    }
+
+    /// Offers complete aggregate reports, `(input, report, id)`, with their records; counts what
+    /// became of each. The same report twice among them is offered once: the second is a
+    /// duplicate of the first.
+    pub async fn write_reports(
+        &mut self,
+        conn: &mut PgConnection,
+        store: &Store,
+        reports: &[(usize, &AggregateReport, i64)],
+        received_at: &[DateTime<Utc>],
+    ) -> Result<(), StoreError> {
+        let mut first: HashMap<NaturalKey<'_>, usize> = HashMap::new();
+        let mut offered = Vec::new();
+        for (position, (_, report, _)) in reports.iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(aggregate::natural_key(&report.header))
+            {
+                slot.insert(position);
+                offered.push(position);
+            }
+        }
+        store.ensure_partitions(offered.iter().map(|&position| reports[position].1.header.date_begin)).await?;
+        let stamps: Vec<Stamp> =
+            offered.iter().map(|&position| Stamp::new(reports[position].1.header.date_begin)).collect();
+        let mut report_rows = Vec::with_capacity(offered.len());
+        let mut record_rows = Vec::new();
+        for (&position, stamp) in offered.iter().zip(&stamps) {
+            let (entry, report, id) = reports[position];
+            let input = self.entries[entry].id;
+            report_rows.push(aggregate::report_row(
+                id,
+                input,
+                &report.header,
+                Some(&report.summary),
+                received_at[entry],
+            ));
+            for (index, record) in report.records.iter().enumerate() {
+                record_rows.push(aggregate::record_row(id, index as u64 + 1, stamp, record));
+            }
+        }
+        let claims = write::claim(conn, &report_rows, &record_rows).await?;
+        drop((report_rows, record_rows));
+        let claim_of: HashMap<usize, Claim> = offered.iter().copied().zip(claims).collect();
+        for (position, &(entry, report, _)) in reports.iter().enumerate() {
+            let first_position = first[&aggregate::natural_key(&report.header)];
+            let claim = match claim_of[&first_position] {
+                // Written now by its first occurrence: this one repeats that input's report.
+                Claim::New if first_position != position => {
+                    Claim::Existing(Some(self.entries[reports[first_position].0].id))
+                }
+                claim => claim,
+            };
+            let sums = (claim == Claim::New).then(|| {
+                let mut sums = RollupSums::new(&report.header);
+                report.records.iter().for_each(|record| sums.add(record));
+                sums
+            });
+            self.count(entry, claim, report.summary.record_count, report.summary.message_count, sums);
+        }
+        Ok(())
+    }
+
+    /// Offers failure reports, `(input, report, id, sealed mail)`; counts what became of each.
+    pub async fn write_forensic(
+        &mut self,
+        conn: &mut PgConnection,
+        reports: &[(usize, &ForensicReport, i64, Option<&[u8]>)],
+        received_at: &[DateTime<Utc>],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = reports
+            .iter()
+            .map(|&(entry, report, id, sealed)| {
+                forensic::report_row(id, self.entries[entry].id, received_at[entry], report, sealed)
+            })
+            .collect();
+        let samples: Vec<SampleRow<'_>> = reports
+            .iter()
+            .filter_map(|&(_, _, id, sealed)| sealed.map(|sealed| SampleRow { report: id, sealed }))
+            .collect();
+        let claims = write::claim(conn, &rows, &samples).await?;
+        for (&(entry, ..), claim) in reports.iter().zip(claims) {
+            let input = &mut self.entries[entry];
+            match claim {
+                Claim::New => input.tally.forensic_stored(),
+                Claim::Existing(original) => input.tally.forensic_already_stored(original, input.own()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every input its outcome and writes the input rows (new ones inserted, those run
+    /// again updated), the kept bytes of rejected inputs and the rollup rows. `closing` has one
+    /// element per input, in order.
+    pub async fn finish(
+        self,
+        conn: &mut PgConnection,
+        closing: &[Closing<'_>],
+    ) -> Result<Vec<InputResult>, StoreError> {
+        let outcomes: Vec<InputOutcome> = self
+            .entries
+            .iter()
+            .zip(closing)
+            .map(|(entry, closing)| match entry.identical {
+                Some(original) => InputOutcome::identical_to(original),
+                None => InputOutcome::of(closing.found, &entry.tally, closing.notes),
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut payloads = Vec::new();
+        for ((entry, closing), outcome) in self.entries.iter().zip(closing).zip(&outcomes) {
+            match closing.target {
+                Target::New(provenance) => {
+                    rows.push(inputs::input_row(entry.id, provenance, outcome));
+                    if let (None, Some(payload)) = (entry.identical, closing.payload) {
+                        payloads.push(PayloadRow { input: entry.id, sealed: true, payload });
+                    }
+                }
+                Target::Existing { input } => {
+                    write::finish_again(conn, *input, outcome).await?;
+                }
+            }
+        }
+        write::finish(conn, &rows, &payloads, &self.daily, &self.sources).await?;
+        Ok(self.entries.iter().zip(&outcomes).map(|(entry, outcome)| InputResult::new(entry.id, outcome)).collect())
+    }
+}
+
+impl Entry {
+    /// The input whose earlier reports count as its own (see [`Tally::already_stored`]).
+    fn own(&self) -> Option<i64> {
+        self.reprocessed.then_some(self.id)
+    }
+}
+
+/// Whether an input's provenance is known (a new arrival) or it is run again.
+pub(crate) fn received_at(target: &Target) -> DateTime<Utc> {
+    match target {
+        Target::New(Provenance { received_at, .. }) => *received_at,
+        // Reports found again by `reprocess` are dated by that run.
+        Target::Existing { .. } => Utc::now(),
+    }
+}
