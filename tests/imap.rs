@@ -55,6 +55,17 @@ fn report_mails(count: u32) -> Vec<Vec<u8>> {
     (0..count).map(report_mail).collect()
 }
 
+/// A Dovecot whose INBOX holds `count` report mails, a proxy in front of it, and a config
+/// that goes through the proxy.
+fn proxied(count: u32) -> (Mailbox, ImapProxy, Vec<Vec<u8>>, PathBuf) {
+    let mailbox = Mailbox::start();
+    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
+    let messages = report_mails(count);
+    mailbox.append("INBOX", &messages);
+    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    (mailbox, imap, messages, config)
+}
+
 /// `dmarcpipe fetch --json` with this config.
 fn fetch(dmarcpipe: &Dmarcpipe, config: &std::path::Path) -> std::process::Output {
     dmarcpipe.run(&["--config", path(config), "fetch", "--json"])
@@ -209,12 +220,9 @@ async fn serve_idles_beside_smtp_and_stores_a_message_appended_meanwhile(pool: P
 
 #[sqlx::test]
 async fn a_database_outage_mid_run_leaves_what_was_not_stored_in_place(pool: PgPool) {
-    let mailbox = Mailbox::start();
-    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
-    let database = DatabaseProxy::start(&pool);
     // 40 small messages: a batch of 32, then one of 8.
-    mailbox.append("INBOX", &report_mails(40));
-    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    let (mailbox, imap, _, config) = proxied(40);
+    let database = DatabaseProxy::start(&pool);
     imap.hold("BODY.PEEK", 2);
     let url = database.url(&pool);
     let running = Running::start(
@@ -245,10 +253,7 @@ async fn a_database_outage_mid_run_leaves_what_was_not_stored_in_place(pool: PgP
 
 #[sqlx::test]
 async fn the_connection_cut_mid_fetch_and_mid_move_loses_and_doubles_nothing(pool: PgPool) {
-    let mailbox = Mailbox::start();
-    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
-    mailbox.append("INBOX", &report_mails(40));
-    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    let (mailbox, imap, _, config) = proxied(40);
     imap.hold("BODY.PEEK", 2);
     let running =
         Running::start(&Dmarcpipe::on(&pool), &["--config", path(&config), "fetch", "--json"], mailbox.dir.path());
@@ -278,11 +283,7 @@ async fn the_connection_cut_mid_fetch_and_mid_move_loses_and_doubles_nothing(poo
 
 #[sqlx::test]
 async fn a_crash_between_commit_and_move_gives_a_duplicate_not_a_loss(pool: PgPool) {
-    let mailbox = Mailbox::start();
-    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
-    let messages = report_mails(5);
-    mailbox.append("INBOX", &messages);
-    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    let (mailbox, imap, messages, config) = proxied(5);
     imap.hold("UID MOVE", 1);
     let mut running =
         Running::start(&Dmarcpipe::on(&pool), &["--config", path(&config), "fetch", "--json"], mailbox.dir.path());
@@ -494,11 +495,7 @@ async fn starttls_and_implicit_tls_with_a_ca_file(pool: PgPool) {
 
 #[sqlx::test]
 async fn sigterm_finishes_the_batch_in_hand_and_logs_out(pool: PgPool) {
-    let mailbox = Mailbox::start();
-    let imap = ImapProxy::start(mailbox.dovecot.imap_port);
-    let messages = report_mails(3);
-    mailbox.append("INBOX", &messages);
-    let config = mailbox.config(&[mailbox.section().set("port", &imap.port.to_string())]);
+    let (mailbox, imap, messages, config) = proxied(3);
     imap.hold("UID MOVE", 1);
     let mut served = Served::start_with(&Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&config)), &["serve"]);
     imap.wait_holding(Duration::from_secs(60));
