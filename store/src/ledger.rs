@@ -7,7 +7,7 @@
 //! report's records count it themselves with [`Ledger::count`]. [`Ledger::finish`] gives each
 //! input its outcome (the rule in `outcome`) and writes the input rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::forensic::ForensicReport;
@@ -15,12 +15,13 @@ use dmarcpipe_ingest::inspect::Inspection;
 use dmarcpipe_ingest::model::AggregateReport;
 
 use crate::Store;
-use crate::aggregate::{self, NaturalKey};
+use crate::aggregate::{self, NaturalKey, RECORDS_COPY};
 use crate::error::StoreError;
 use crate::forensic;
 use crate::inputs::{self, Provenance, Target};
 use crate::outcome::{InputOutcome, InputResult, Tally};
 use crate::rollup::RollupSums;
+use crate::route::Thresholds;
 use crate::rows::{DailyRow, PayloadRow, SampleRow, SourceRow, Stamp};
 use crate::write::{self, Claim};
 use sqlx::PgConnection;
@@ -145,7 +146,20 @@ impl Ledger {
                 record_rows.push(aggregate::record_row(id, index as u64 + 1, stamp, record));
             }
         }
-        let claims = write::claim(conn, &report_rows, &record_rows).await?;
+        // Many records go by COPY once their reports are known to be new.
+        let by_copy = record_rows.len() > Thresholds::COPY_RECORDS;
+        let claims = write::claim(conn, &report_rows, if by_copy { &[] } else { &record_rows }).await?;
+        if by_copy {
+            let new: HashSet<i64> = report_rows
+                .iter()
+                .zip(&claims)
+                .filter(|(_, claim)| **claim == Claim::New)
+                .map(|(row, _)| row.id)
+                .collect();
+            let mut data = Vec::new();
+            record_rows.iter().filter(|row| new.contains(&row.report)).for_each(|row| row.copy_text(&mut data));
+            write::copy(conn, &RECORDS_COPY, data).await?;
+        }
         drop((report_rows, record_rows));
         let claim_of: HashMap<usize, Claim> = offered.iter().copied().zip(claims).collect();
         for (position, &(entry, report, _)) in reports.iter().enumerate() {

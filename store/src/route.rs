@@ -27,9 +27,12 @@ impl Thresholds {
     pub const INLINE_INPUT: u64 = 64 * 1024;
     /// Inputs up to this size are read into memory...
     pub const MEMORY_INPUT: u64 = 1 << 20;
-    /// ...unless their reports hold more records than this: those are streamed into `COPY`,
-    /// which costs PostgreSQL a fraction per record of an insert.
-    pub const MEMORY_RECORDS: usize = 1_000;
+    /// ...unless their reports hold more records than this (a small gzip can hold a large
+    /// report): those are streamed.
+    pub const MEMORY_RECORDS: usize = 20_000;
+    /// Reports written together whose records are more than this go by `COPY`, which costs
+    /// PostgreSQL a fraction per record of an insert; fewer travel with their reports.
+    pub const COPY_RECORDS: usize = 1_000;
     /// On the streaming route, a report with more records than this is streamed as it is
     /// parsed; smaller ones are held and written a batch at a time...
     pub const STREAM_RECORDS: usize = 2_000;
