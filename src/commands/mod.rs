@@ -1,5 +1,6 @@
 //! One module per command; shared helpers here.
 
+pub mod fetch;
 pub mod forensic;
 pub mod import;
 pub mod keygen;

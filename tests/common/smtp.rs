@@ -69,7 +69,8 @@ impl Served {
         });
         let mut served = Served { child, smtp: unbound(), lmtp: None, log };
         served.wait_for_log("dmarcpipe serve is ready", Duration::from_secs(60));
-        served.smtp = served.listening_on("(smtp)").expect("an SMTP listener");
+        // `serve` may watch only IMAP mailboxes: no SMTP address then.
+        served.smtp = served.listening_on("(smtp)").unwrap_or_else(unbound);
         served.lmtp = served.listening_on("(lmtp)");
         served
     }
