@@ -17,7 +17,7 @@ else
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help run test db-up db-down build lint fmt bench bench-smtp fuzz clean setup
+.PHONY: help run test db-up db-down build lint fmt bench bench-smtp bench-imap fuzz clean setup
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ bench: $(DB) ## Import a generated corpus (2,000 files + a 1,000,000-record repo
 bench-smtp: $(DB) ## Deliver small reports over SMTP from 50 clients to `serve` and measure (SMTP_MESSAGES, SMTP_CLIENTS)
 	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
 	target/release/dmarcpipe-bench smtp --binary $(BIN) --messages $${SMTP_MESSAGES:-5000} --clients $${SMTP_CLIENTS:-50}
+
+bench-imap: $(DB) ## APPEND small reports to a local Dovecot, time one `fetch` that stores and moves them (IMAP_MESSAGES)
+	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
+	target/release/dmarcpipe-bench imap --binary $(BIN) --messages $${IMAP_MESSAGES:-2000}
 
 fuzz: ## Feed mutated samples to the parsers for a while (FUZZ_SECONDS, default 60)
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} $(CARGO) test --release -p dmarcpipe-ingest --test fuzz -- --ignored --nocapture

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that `make run` and `make test` use, if any is missing:
 # PostgreSQL (the store), age (the tests check that its keys and ours interoperate), and the
-# real peers the tests talk to: swaks (an SMTP client, with Net::SSLeay for STARTTLS) and
-# openssl (self-signed certificates for the STARTTLS tests).
+# real peers the tests talk to: swaks (an SMTP client, with Net::SSLeay for STARTTLS), Dovecot
+# (the IMAP server of the IMAP tests and `make bench-imap`) and openssl (self-signed
+# certificates for the STARTTLS and IMAP TLS tests).
 set -euo pipefail
 
-wanted=(postgresql age swaks libnet-ssleay-perl openssl)
+wanted=(postgresql age swaks libnet-ssleay-perl openssl dovecot-imapd)
 missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

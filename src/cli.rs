@@ -45,6 +45,9 @@ pub enum Command {
     /// Be the mail server of the report mailbox: receive reports over SMTP (and LMTP) and store
     /// each before acknowledging it.
     Serve(ServeArgs),
+    /// Read every configured IMAP mailbox (`[[imap]]`) once: store what is there, move each
+    /// message to the folder of its outcome after its commit, and exit (for cron or a timer).
+    Fetch(FetchArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
     /// Unpack and parse inputs without a database and print what was found, as JSON.
@@ -194,7 +197,8 @@ pub struct KeygenArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Flags of `serve`; each list given replaces the `[smtp]` list of the config file.
+/// Flags of `serve`; each list given replaces the `[smtp]` list of the config file. The
+/// `[[imap]]` mailboxes of the config file are watched beside the listeners (or alone).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on for SMTP (`0.0.0.0:25`, `[::]:25`); repeatable.
@@ -225,6 +229,24 @@ pub struct ServeArgs {
     /// Largest message accepted (SIZE); larger ones get 552.
     #[arg(long, env = "DMARCPIPE_SMTP_MAX_MESSAGE_BYTES", value_name = "SIZE", value_parser = size)]
     pub smtp_max_message_bytes: Option<u64>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Only this mailbox (the `name` of its `[[imap]]` section); repeatable.
+    #[arg(long = "mailbox", value_name = "NAME")]
+    pub mailboxes: Vec<String>,
+
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No summary text (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
 
     #[command(flatten)]
     pub limits: LimitArgs,

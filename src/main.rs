@@ -58,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Forensic(command) => commands::forensic::run(&config, database_url, command).await,
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Serve(args) => commands::serve::run(&config, database_url, args).await,
+        Command::Fetch(args) => commands::fetch::run(&config, database_url, args).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! dmarcpipe-bench generate DIR [--files N] [--large-records N]
 //! dmarcpipe-bench run --binary target/release/dmarcpipe --corpus DIR
 //! dmarcpipe-bench smtp --binary target/release/dmarcpipe [--messages N] [--clients C]
+//! dmarcpipe-bench imap --binary target/release/dmarcpipe [--messages N]
 //! ```
 //!
 //! The corpus: N files (default 2,000) mixing 1-5-record reports (`small/`) with about 1 % of
@@ -14,8 +15,10 @@
 //! range 198.18.0.0/15 (RFC 2544) and 2001:db8::/32, domains from example.com/net/org.
 //! Everything is derived from a fixed seed, so two runs measure the same bytes.
 //!
-//! `smtp` (`make bench-smtp`) measures `dmarcpipe serve` instead: see `smtp.rs`.
+//! `smtp` (`make bench-smtp`) measures `dmarcpipe serve` instead: see `smtp.rs`; `imap`
+//! (`make bench-imap`) measures `dmarcpipe fetch` against a real Dovecot: see `imap.rs`.
 
+mod imap;
 mod smtp;
 
 use std::fs;
@@ -237,9 +240,14 @@ fn main() -> Result<()> {
             let clients = flag("--clients").map(|v| v.parse()).transpose()?.unwrap_or(50);
             smtp::run(&binary, messages, clients)
         }
+        Some("imap") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let messages = flag("--messages").map(|v| v.parse()).transpose()?.unwrap_or(2_000);
+            imap::run(&binary, messages)
+        }
         _ => bail!(
             "usage: dmarcpipe-bench generate DIR [--files N] [--large-records N] | run --corpus DIR [--binary PATH] [--jobs N] \
-             | smtp [--binary PATH] [--messages N] [--clients C]"
+             | smtp [--binary PATH] [--messages N] [--clients C] | imap [--binary PATH] [--messages N]"
         ),
     }
 }

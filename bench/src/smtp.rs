@@ -19,7 +19,7 @@ use crate::{create_database, drop_database, psql_value, report};
 const RECIPIENT: &str = "reports@dmarc.example";
 
 /// The messages: one small report each (1-5 records, gzip attachment), all distinct.
-fn messages(count: usize) -> Vec<Vec<u8>> {
+pub(crate) fn messages(count: usize) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x5317_7b01);
     (0..count)
         .map(|serial| {

@@ -25,8 +25,10 @@ pub enum Origin {
     /// Delivered to our SMTP or LMTP server: the client's address, its HELO name, the
     /// envelope sender, and whether the session was LMTP and ran over TLS.
     Smtp { peer: String, helo: String, mail_from: String, lmtp: bool, tls: bool },
-    /// Fetched from an IMAP mailbox.
-    Imap { mailbox: String, uid: u32 },
+    /// Fetched from an IMAP mailbox: the account as the authority of an IMAP URL (RFC 5092:
+    /// the user, percent-encoded, `@` the server, `:port` unless 143), the folder as
+    /// configured, and the message's UIDVALIDITY and UID, which name it for good.
+    Imap { account: String, folder: String, uid_validity: u32, uid: u32 },
     /// The kept bytes of an input already recorded, run again by `reprocess` (which updates
     /// that input's row; this origin is never written).
     Kept { input: i64 },
@@ -68,10 +70,26 @@ impl fmt::Display for Origin {
             Origin::Smtp { peer, helo, mail_from, tls, .. } => {
                 write!(f, "{peer} helo={helo} from=<{mail_from}>{}", if *tls { " tls" } else { "" })
             }
-            Origin::Imap { mailbox, uid } => write!(f, "{mailbox} uid {uid}"),
+            Origin::Imap { account, folder, uid_validity, uid } => {
+                write!(f, "imap://{account}/{};UIDVALIDITY={uid_validity}/;UID={uid}", percent_encode(folder, "/"))
+            }
             Origin::Kept { input } => write!(f, "kept bytes of input {input}"),
         }
     }
+}
+
+/// `text` with every byte but unreserved characters (RFC 3986) and those of `keep`
+/// percent-encoded, as in the parts of an IMAP URL.
+pub fn percent_encode(text: &str, keep: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.as_bytes().contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The bytes of an input.
@@ -167,5 +185,25 @@ impl Envelope {
                 Ok((bytes.len() as u64 <= cap).then_some(bytes))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imap_origins_are_imap_urls() {
+        let origin = Origin::Imap {
+            account: format!("{}@imap.example.com:993", percent_encode("dmarc@example.com", "")),
+            folder: "Reports/DMARC 2026".into(),
+            uid_validity: 1_796_108_078,
+            uid: 42,
+        };
+        assert_eq!(origin.channel(), "imap");
+        assert_eq!(
+            origin.to_string(),
+            "imap://dmarc%40example.com@imap.example.com:993/Reports/DMARC%202026;UIDVALIDITY=1796108078/;UID=42"
+        );
     }
 }

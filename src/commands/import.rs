@@ -8,6 +8,7 @@
 //! failed (2). On stdin, a database that cannot be reached gives 75 (EX_TEMPFAIL) so the MTA
 //! retries.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use dmarcpipe_store::{Durability, InputResult, Outcome, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use super::{connect, connect_with};
 use crate::cli::ImportArgs;
@@ -127,11 +128,10 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
 
     let summary = Arc::new(Mutex::new(Summary::default()));
     let slots = Arc::new(Semaphore::new(jobs));
-    let mut running = JoinSet::new();
-    let mut fatal: Option<StoreError> = None;
+    let mut running = Running::default();
     let mut received = Vec::with_capacity(BATCH);
     // Whatever the walker has ready, up to a batch, goes to one task (see Store::ingest_many).
-    while receiver.recv_many(&mut received, BATCH).await > 0 {
+    'walk: while receiver.recv_many(&mut received, BATCH).await > 0 {
         let mut envelopes = Vec::with_capacity(received.len());
         for item in received.drain(..) {
             match item {
@@ -142,16 +142,6 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
                 }
             }
         }
-        // Finished tasks may have hit a fatal error: stop taking new work then.
-        while let Some(done) = running.try_join_next() {
-            if let Ok(Err(err)) = done {
-                fatal.get_or_insert(err);
-            }
-        }
-        if fatal.is_some() {
-            lock(&summary).failed += envelopes.len() as u64;
-            continue;
-        }
         // Files read into memory go together; each larger one gets a task of its own, so
         // that they are parsed in parallel.
         let (in_memory, on_disk): (Vec<Envelope>, Vec<Envelope>) =
@@ -159,8 +149,16 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         let groups = std::iter::once(in_memory).chain(on_disk.into_iter().map(|envelope| vec![envelope]));
         for group in groups.filter(|group| !group.is_empty()) {
             let Ok(slot) = slots.clone().acquire_owned().await else { break };
+            // A task that found the database away stops the import: no new work, and the
+            // inputs in flight are given up (a second run stores them; what was committed is
+            // then a duplicate).
+            if running.collect_finished(&summary) {
+                lock(&summary).failed += group.len() as u64;
+                break 'walk;
+            }
             let (store, limits, summary, progress) = (store.clone(), limits.clone(), summary.clone(), progress.clone());
-            running.spawn(async move {
+            let inputs = group.len() as u64;
+            running.spawn(inputs, async move {
                 let _slot = slot;
                 let origins: Vec<String> = group.iter().map(|envelope| envelope.origin.to_string()).collect();
                 let mut outcome = Ok(());
@@ -173,15 +171,15 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
             });
         }
     }
-    while let Some(done) = running.join_next().await {
-        if let Ok(Err(err)) = done {
-            fatal.get_or_insert(err);
-        }
-    }
+    // Stops the walker (no more files read once the import stopped).
+    drop(receiver);
+    let fatal = running.finish(&summary).await;
     let _ = walker.await;
     progress.finish();
 
-    if let Err(err) = store.make_durable().await {
+    if fatal.is_none()
+        && let Err(err) = store.make_durable().await
+    {
         eprintln!("dmarcpipe: cannot confirm that the imported inputs reached the disk: {err}; run the import again");
         return Ok(exit::FATAL);
     }
@@ -208,6 +206,62 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         return Ok(exit::FATAL);
     }
     Ok(summary.exit_code())
+}
+
+/// The import's tasks, and how many inputs each holds: a task given up counts its inputs as
+/// not imported.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<Result<(), StoreError>>,
+    inputs: HashMap<tokio::task::Id, u64>,
+    fatal: Option<StoreError>,
+}
+
+impl Running {
+    fn spawn(&mut self, inputs: u64, task: impl Future<Output = Result<(), StoreError>> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.inputs.insert(handle.id(), inputs);
+    }
+
+    /// Takes in the tasks that are done; whether one found the database away.
+    fn collect_finished(&mut self, summary: &Mutex<Summary>) -> bool {
+        while let Some(done) = self.tasks.try_join_next_with_id() {
+            self.record(done, summary);
+        }
+        self.fatal.is_some()
+    }
+
+    /// Waits for the tasks left, or gives them up once one found the database away; returns
+    /// that failure.
+    async fn finish(mut self, summary: &Mutex<Summary>) -> Option<StoreError> {
+        loop {
+            if self.fatal.is_some() {
+                self.tasks.abort_all();
+            }
+            match self.tasks.join_next_with_id().await {
+                Some(done) => self.record(done, summary),
+                None => return self.fatal,
+            }
+        }
+    }
+
+    fn record(&mut self, done: Result<(tokio::task::Id, Result<(), StoreError>), JoinError>, summary: &Mutex<Summary>) {
+        match done {
+            Ok((id, outcome)) => {
+                self.inputs.remove(&id);
+                if let Err(err) = outcome {
+                    self.fatal.get_or_insert(err);
+                }
+            }
+            Err(err) => {
+                // Given up (or panicked): none of its inputs was accounted for.
+                lock(summary).failed += self.inputs.remove(&err.id()).unwrap_or(0);
+                if err.is_panic() {
+                    self.fatal.get_or_insert(StoreError::Task(err.to_string()));
+                }
+            }
+        }
+    }
 }
 
 /// Counts what became of one input and names it when it was rejected or not imported. A
@@ -303,7 +357,7 @@ async fn import_stdin(
 }
 
 /// `VmHWM` of /proc/self/status: the most memory this process has held.
-fn peak_rss_bytes() -> Option<u64> {
+pub(super) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;

@@ -1,5 +1,6 @@
 //! One module per command; shared helpers here.
 
+pub mod fetch;
 pub mod forensic;
 pub mod import;
 pub mod keygen;
@@ -7,6 +8,8 @@ pub mod parse;
 pub mod report;
 pub mod reprocess;
 pub mod serve;
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dmarcpipe_store::{Durability, Store};
@@ -28,7 +31,8 @@ pub async fn connect_with(
     let url = config.database_url(database_url)?;
     let sealer = config.sealer()?;
     let store = Store::connect_with(&url, connections, durability).await.context("cannot open the database")?;
-    Ok(store.with_sealer(sealer))
+    let timeout = config.database_timeout_seconds.map_or(dmarcpipe_store::DEFAULT_TIMEOUT, Duration::from_secs);
+    Ok(store.with_sealer(sealer).with_timeout(timeout))
 }
 
 pub async fn migrate(config: &FileConfig, database_url: Option<&str>) -> Result<u8> {

@@ -1,11 +1,15 @@
-//! `dmarcpipe serve`: dmarcpipe as the mail server of the report mailbox.
+//! `dmarcpipe serve`: dmarcpipe as the mail server of the report mailbox, and the watcher of
+//! the `[[imap]]` mailboxes (beside the listeners, or without any).
 //!
 //! Wires the SMTP/LMTP server of `dmarcpipe_ingest::intake::smtp` to the store: every message
 //! goes through the same pipeline as `import` (same outcomes and provenance, origin = client
 //! IP, HELO and MAIL FROM) with each commit waiting for the disk, and is acknowledged only
 //! then; any failure to store gives `451`, so the sending MTA keeps the message and retries.
-//! One log line per message (rollups are written with each report). SIGTERM or Ctrl-C stops accepting, lets messages in progress finish within the grace
-//! period, and exits 0.
+//! One log line per message (rollups are written with each report). Each IMAP mailbox gets a
+//! poller (see `fetch.rs` and `dmarcpipe_ingest::intake::imap`) that IDLEs or polls and moves
+//! each message after its commit. SIGTERM or Ctrl-C stops accepting, lets messages in progress
+//! finish within the grace period (pollers store and move the batch in hand, then log out), and
+//! exits 0.
 
 use std::time::Duration;
 
@@ -13,12 +17,13 @@ use anyhow::{Context, Result, bail};
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Payload};
 use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Server, SmtpSettings, load_tls};
-use dmarcpipe_store::{InputResult, Outcome, Store};
+use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::connect;
+use super::fetch::{MailboxDelivery, watch_mailboxes};
 use crate::cli::ServeArgs;
 use crate::config::FileConfig;
 use crate::exit;
@@ -26,14 +31,28 @@ use crate::exit;
 /// Database connections when the config does not say: messages stored at once.
 const DEFAULT_CONNECTIONS: u32 = 16;
 
+/// How long a message waits for the store before its sender is told `451`, unless configured:
+/// well below the 10 minutes a sender waits for the reply to its data (RFC 5321 §4.5.3.2.6).
+const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long pollers may take to finish after SIGTERM when there is no `[smtp]` to say.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
 /// Longest reason quoted back to the sender in a reply line (RFC 5321 caps lines at 512).
 const MAX_REPLY_REASON: usize = 200;
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    let (settings, addresses) = settings(config, &args, &limits)?;
+    let mailboxes = config.mailboxes(&limits)?;
+    // Without listen addresses, serve may still watch mailboxes.
+    let smtp =
+        if listens(config, &args) || mailboxes.is_empty() { Some(settings(config, &args, &limits)?) } else { None };
+    let (settings, addresses) = match smtp {
+        Some((settings, addresses)) => (Some(settings), addresses),
+        None => (None, Vec::new()),
+    };
     let section = &config.smtp;
-    let connections = section.database_connections.unwrap_or(DEFAULT_CONNECTIONS).max(2);
+    let connections = section.database_connections.unwrap_or(DEFAULT_CONNECTIONS).max(2) + mailboxes.len() as u32;
     let store = connect(config, database_url, connections).await?;
 
     let mut listeners = Vec::new();
@@ -45,28 +64,63 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         tracing::info!("listening on {bound} ({})", name(*protocol));
         listeners.push((listener, *protocol));
     }
-    tracing::info!(
-        hostname = %settings.hostname,
-        starttls = settings.tls.is_some(),
-        max_message_bytes = settings.max_message_bytes,
-        "dmarcpipe serve is ready"
-    );
-
-    let delivery = StoreDelivery { store: store.clone(), limits };
-    let grace = settings.shutdown_grace;
-    let server = Server::new(settings, delivery);
     let (stop, shutdown) = watch::channel(false);
+    let mailbox_delivery = MailboxDelivery { store: store.clone(), limits: limits.clone() };
+    let mut pollers = watch_mailboxes(mailboxes, mailbox_delivery, &shutdown)?;
+    match &settings {
+        Some(settings) => tracing::info!(
+            hostname = %settings.hostname,
+            starttls = settings.tls.is_some(),
+            max_message_bytes = settings.max_message_bytes,
+            mailboxes = pollers.len(),
+            "dmarcpipe serve is ready"
+        ),
+        None => tracing::info!(mailboxes = pollers.len(), "dmarcpipe serve is ready (IMAP only)"),
+    }
+
+    let grace = settings
+        .as_ref()
+        .map_or(section.shutdown_grace_seconds.map_or(DEFAULT_GRACE, Duration::from_secs), |settings| {
+            settings.shutdown_grace
+        });
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("Shutting down: no new connections; messages in progress get {}s to finish.", grace.as_secs());
         let _ = stop.send(true);
+        // The pollers and the server watch this channel until they are done.
+        std::future::pending::<()>().await;
     });
-    let cut_off = server.run(listeners, shutdown).await;
+    let cut_off = match settings {
+        Some(settings) => {
+            let patience = section.store_timeout_seconds.map_or(DEFAULT_STORE_TIMEOUT, Duration::from_secs);
+            let delivery = StoreDelivery { store: store.clone(), limits, patience };
+            Server::new(settings, delivery).run(listeners, shutdown.clone()).await
+        }
+        None => {
+            let _ = shutdown.clone().wait_for(|stopping| *stopping).await;
+            0
+        }
+    };
+    // The pollers finish the batch in hand and log out; whatever is not moved by the end of the
+    // grace period stays in its folder and is read again (a duplicate of itself) next time.
+    let pollers_done = async { while pollers.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, pollers_done).await.is_err() {
+        tracing::warn!("some mailboxes did not log out within the grace period");
+    }
     if cut_off > 0 {
         tracing::warn!("{cut_off} sessions were cut off at the end of the grace period; their senders will retry");
     }
     tracing::info!("dmarcpipe serve stopped");
     Ok(exit::OK)
+}
+
+/// Whether any SMTP or LMTP address is configured (flags or `[smtp]`).
+fn listens(config: &FileConfig, args: &ServeArgs) -> bool {
+    let section = &config.smtp;
+    !(args.smtp_listen.is_empty()
+        && args.lmtp_listen.is_empty()
+        && section.listen.is_empty()
+        && section.lmtp_listen.is_empty())
 }
 
 /// Session settings and listen addresses from flags over the `[smtp]` section.
@@ -77,7 +131,7 @@ fn settings(config: &FileConfig, args: &ServeArgs, limits: &Limits) -> Result<(S
     let lmtp = either(&args.lmtp_listen, &section.lmtp_listen);
     if smtp.is_empty() && lmtp.is_empty() {
         bail!(
-            "nowhere to listen: pass --smtp-listen ADDR (or --lmtp-listen), or set listen in [smtp] of the config file"
+            "nowhere to listen: pass --smtp-listen ADDR (or --lmtp-listen), set listen in [smtp] of the config file, or configure an [[imap]] mailbox"
         );
     }
     let recipients = either(&args.smtp_recipient, &section.recipients);
@@ -135,6 +189,8 @@ fn local_hostname() -> String {
 struct StoreDelivery {
     store: Store,
     limits: Limits,
+    /// The longest a message waits for the store before its sender is told to retry.
+    patience: Duration,
 }
 
 impl Deliver for StoreDelivery {
@@ -145,7 +201,10 @@ impl Deliver for StoreDelivery {
         };
         let span = envelope.span();
         async move {
-            match self.store.ingest(envelope, &self.limits).await {
+            let stored = tokio::time::timeout(self.patience, self.store.ingest(envelope, &self.limits)).await;
+            // Past the deadline the message may still be committed: its retry is then a duplicate.
+            let stored = stored.unwrap_or(Err(StoreError::Timeout(self.patience)));
+            match stored {
                 Ok(result) => {
                     tracing::Span::current().record("input", result.input);
                     tracing::info!(
@@ -212,7 +271,7 @@ fn plural(count: u64) -> &'static str {
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -5,10 +5,10 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::model::{Record, ReportHeader, ReportSummary, Schema, Warning, WireEnum};
-use sqlx::PgConnection;
 
 use crate::error::StoreError;
 use crate::rows::{RecordRow, ReportRow, Stamp, copy_statement, storable, storable_json};
+use crate::write::{Tx, timely};
 
 /// `COPY aggregate_records (...) FROM STDIN`, for the records of large reports.
 pub(crate) static RECORDS_COPY: LazyLock<String> =
@@ -108,11 +108,11 @@ pub(crate) fn record_row<'a>(report: i64, record_no: u64, date_begin: &'a Stamp,
 
 /// Writes the totals, schema, extensions and warnings of a report whose records were streamed.
 pub(crate) async fn complete_streamed_report(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     id: i64,
     summary: &ReportSummary,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "UPDATE aggregate_reports SET record_count = $2, message_count = $3, schema = $4, extensions = $5, warnings = $6 \
          WHERE id = $1",
     )
@@ -121,9 +121,8 @@ pub(crate) async fn complete_streamed_report(
     .bind(summary.message_count)
     .bind(summary.schema.as_str())
     .bind(&summary.extensions)
-    .bind(warnings_json(&summary.warnings))
-    .execute(&mut *conn)
-    .await?;
+    .bind(warnings_json(&summary.warnings));
+    timely(tx.patience, query.execute(&mut *tx.conn)).await?;
     Ok(())
 }
 

@@ -64,7 +64,7 @@ pub(crate) async fn write_together(store: &Store, inputs: Vec<Prepared>) -> Vec<
 
 /// Writes inputs read whole, in one transaction.
 async fn write(store: &Store, inputs: &[&Prepared]) -> Result<Vec<InputResult>, StoreError> {
-    store.in_transaction(async |conn| memory::write(store, conn, inputs).await).await
+    store.in_transaction(async |tx| memory::write(store, tx, inputs).await).await
 }
 
 /// One input waiting for a writer, and where its result goes.

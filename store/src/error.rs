@@ -29,6 +29,10 @@ pub enum StoreError {
     #[error("unexpected data in the database: {0}")]
     Data(String),
 
+    /// The database did not answer in time: frozen, or gone without closing the connection.
+    #[error("the database did not answer within {} seconds", .0.as_secs())]
+    Timeout(std::time::Duration),
+
     /// The error of a batch, given to each of its inputs.
     #[error("{message}")]
     Shared { message: String, transient: bool },
@@ -42,7 +46,7 @@ impl StoreError {
             StoreError::Database(err) => is_transient_sqlx(err),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => is_transient_sqlx(err),
             StoreError::Input(err) => err.is_transient(),
-            StoreError::Task(_) => true,
+            StoreError::Task(_) | StoreError::Timeout(_) => true,
             StoreError::Shared { transient, .. } => *transient,
             _ => false,
         }

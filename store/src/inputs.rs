@@ -5,13 +5,12 @@
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::envelope::{Envelope, Fingerprint};
 use dmarcpipe_ingest::{IngestError, Limits};
-use sqlx::PgConnection;
 
 use crate::error::StoreError;
 use crate::outcome::{InputOutcome, InputResult};
 use crate::rows::{InputRow, PayloadRow, storable};
 use crate::seal::Sealer;
-use crate::write;
+use crate::write::{self, Tx, timely};
 
 /// Where and when an input arrived.
 #[derive(Debug, Clone)]
@@ -98,21 +97,20 @@ pub(crate) fn payload_to_keep(
 /// Takes rejected input `input` for `reprocess`, in the transaction of `conn` (other processes
 /// skip it meanwhile): its kept bytes and whether they are sealed, or `None` when it is no
 /// longer rejected, has no kept bytes, or another process has it.
-pub(crate) async fn take_kept(conn: &mut PgConnection, input: i64) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
-    Ok(sqlx::query_as(
+pub(crate) async fn take_kept(tx: &mut Tx<'_>, input: i64) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
+    let query = sqlx::query_as(
         "SELECT p.payload, p.sealed FROM inputs i JOIN input_payloads p ON p.input = i.id \
          WHERE i.id = $1 AND i.outcome = 'rejected' FOR UPDATE OF i SKIP LOCKED",
     )
-    .bind(input)
-    .fetch_optional(&mut *conn)
-    .await?)
+    .bind(input);
+    timely(tx.patience, query.fetch_optional(&mut *tx.conn)).await
 }
 
 /// Records a new input that the database refused for a reason of its data (see
 /// [`InputOutcome::refused`]), with its bytes kept sealed, so that the source need not retry
 /// for ever and `reprocess` can run it after a fix.
 pub(crate) async fn record_refused(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     provenance: &Provenance,
     envelope: &Envelope,
     limits: &Limits,
@@ -120,7 +118,7 @@ pub(crate) async fn record_refused(
     reason: &str,
 ) -> Result<InputResult, StoreError> {
     let digest = &provenance.fingerprint.sha256[..];
-    let id = write::allocate(conn, &[Some(digest)], &[write::Wanted::default()])
+    let id = write::allocate(tx, &[Some(digest)], &[write::Wanted::default()])
         .await?
         .into_iter()
         .next()
@@ -133,6 +131,6 @@ pub(crate) async fn record_refused(
     let outcome = InputOutcome::refused(reason, &notes);
     let payloads: Vec<PayloadRow<'_>> =
         payload.as_deref().map(|payload| PayloadRow { input: id, sealed: true, payload }).into_iter().collect();
-    write::finish(conn, &[input_row(id, provenance, &outcome)], &payloads, &[], &[]).await?;
+    write::finish(tx, &[input_row(id, provenance, &outcome)], &payloads, &[], &[]).await?;
     Ok(InputResult::new(id, &outcome))
 }

@@ -27,8 +27,7 @@ use crate::rollup::RollupSums;
 use crate::route::Thresholds;
 use crate::rows::{DailyRow, PayloadRow, SampleRow, SourceRow, Stamp};
 use crate::tlsrpt;
-use crate::write::{self, Allocation, Claim, Wanted};
-use sqlx::PgConnection;
+use crate::write::{self, Allocation, Claim, Tx, Wanted};
 
 /// One input of a transaction.
 #[derive(Debug)]
@@ -64,7 +63,7 @@ impl Ledger {
     /// and for the reports about to be offered: those `wanted[i]` for input `i`, none for an
     /// input whose bytes came before. Returns the report ids per input.
     pub async fn open(
-        conn: &mut PgConnection,
+        tx: &mut Tx<'_>,
         targets: &[&Target],
         wanted: &[Wanted],
     ) -> Result<(Ledger, Vec<Allocation>), StoreError> {
@@ -75,7 +74,7 @@ impl Ledger {
                 Target::Existing { .. } => None,
             })
             .collect();
-        let allocated = write::allocate(conn, &digests, wanted).await?;
+        let allocated = write::allocate(tx, &digests, wanted).await?;
         let mut ledger = Ledger::default();
         let mut ids = Vec::with_capacity(targets.len());
         for (target, slot) in targets.iter().zip(allocated) {
@@ -115,7 +114,7 @@ impl Ledger {
     /// duplicate of the first.
     pub async fn write_reports(
         &mut self,
-        conn: &mut PgConnection,
+        tx: &mut Tx<'_>,
         store: &Store,
         reports: &[(usize, &AggregateReport, i64)],
         received_at: &[DateTime<Utc>],
@@ -142,7 +141,7 @@ impl Ledger {
         }
         // Many records go by COPY once their reports are known to be new.
         let by_copy = record_rows.len() > Thresholds::COPY_RECORDS;
-        let claims = write::claim(conn, &report_rows, if by_copy { &[][..] } else { &record_rows[..] }).await?;
+        let claims = write::claim(tx, &report_rows, if by_copy { &[][..] } else { &record_rows[..] }).await?;
         if by_copy {
             let new: HashSet<i64> = report_rows
                 .iter()
@@ -152,7 +151,7 @@ impl Ledger {
                 .collect();
             let mut data = Vec::new();
             record_rows.iter().filter(|row| new.contains(&row.report)).for_each(|row| row.copy_text(&mut data));
-            write::copy(conn, &RECORDS_COPY, data).await?;
+            write::copy(tx, &RECORDS_COPY, data).await?;
         }
         drop((report_rows, record_rows));
         let claims = offer.claims(claims, |position| self.entries[reports[position].0].id);
@@ -170,7 +169,7 @@ impl Ledger {
     /// Offers failure reports, `(input, report, id, sealed mail)`; counts what became of each.
     pub async fn write_forensic(
         &mut self,
-        conn: &mut PgConnection,
+        tx: &mut Tx<'_>,
         reports: &[(usize, &ForensicReport, i64, Option<&[u8]>)],
         received_at: &[DateTime<Utc>],
     ) -> Result<(), StoreError> {
@@ -184,7 +183,7 @@ impl Ledger {
             .iter()
             .filter_map(|&(_, _, id, sealed)| sealed.map(|sealed| SampleRow { report: id, sealed }))
             .collect();
-        let claims = write::claim(conn, &rows, &samples[..]).await?;
+        let claims = write::claim(tx, &rows, &samples[..]).await?;
         for (&(entry, ..), claim) in reports.iter().zip(claims) {
             let input = &mut self.entries[entry];
             match claim {
@@ -200,7 +199,7 @@ impl Ledger {
     /// is offered once: the second is a duplicate of the first.
     pub async fn write_tls(
         &mut self,
-        conn: &mut PgConnection,
+        tx: &mut Tx<'_>,
         reports: &[(usize, &TlsReport, i64)],
         received_at: &[DateTime<Utc>],
     ) -> Result<(), StoreError> {
@@ -212,7 +211,7 @@ impl Ledger {
             rows.push(tlsrpt::report_row(id, self.entries[entry].id, received_at[entry], report));
             tlsrpt::child_rows(id, report, &mut policies, &mut failures);
         }
-        let claims = write::claim(conn, &rows, (&policies[..], &failures[..])).await?;
+        let claims = write::claim(tx, &rows, (&policies[..], &failures[..])).await?;
         let claims = offer.claims(claims, |position| self.entries[reports[position].0].id);
         for (&(entry, ..), claim) in reports.iter().zip(claims) {
             self.count(entry, claim, 0, 0, None);
@@ -223,11 +222,7 @@ impl Ledger {
     /// Gives every input its outcome and writes the input rows (new ones inserted, those run
     /// again updated), the kept bytes of rejected inputs and the rollup rows. `closing` has one
     /// element per input, in order.
-    pub async fn finish(
-        self,
-        conn: &mut PgConnection,
-        closing: &[Closing<'_>],
-    ) -> Result<Vec<InputResult>, StoreError> {
+    pub async fn finish(self, tx: &mut Tx<'_>, closing: &[Closing<'_>]) -> Result<Vec<InputResult>, StoreError> {
         let outcomes: Vec<InputOutcome> = self
             .entries
             .iter()
@@ -248,11 +243,11 @@ impl Ledger {
                     }
                 }
                 Target::Existing { input } => {
-                    write::finish_again(conn, *input, outcome).await?;
+                    write::finish_again(tx, *input, outcome).await?;
                 }
             }
         }
-        write::finish(conn, &rows, &payloads, &self.daily, &self.sources).await?;
+        write::finish(tx, &rows, &payloads, &self.daily, &self.sources).await?;
         Ok(self.entries.iter().zip(&outcomes).map(|(entry, outcome)| InputResult::new(entry.id, outcome)).collect())
     }
 }

@@ -49,6 +49,13 @@ pub use outcome::{InputResult, Outcome};
 use batch::Batcher;
 use route::Route;
 use seal::{Opener, Sealer};
+use write::{Tx, timely};
+
+/// How long the database may take to answer one statement unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long an input waits for a pooled connection before its source is told to retry.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// When commits are flushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +77,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// How long the database may take to answer one statement (see [`Store::with_timeout`]).
+    patience: Duration,
     /// Seals forensic samples and kept inputs; without it, they are not kept at all.
     sealer: Option<Arc<Sealer>>,
 }
@@ -92,11 +101,12 @@ struct Inner {
 pub(crate) struct WeakStore {
     inner: Weak<Inner>,
     sealer: Option<Arc<Sealer>>,
+    patience: Duration,
 }
 
 impl WeakStore {
     pub fn upgrade(&self) -> Option<Store> {
-        self.inner.upgrade().map(|inner| Store { inner, sealer: self.sealer.clone() })
+        self.inner.upgrade().map(|inner| Store { inner, sealer: self.sealer.clone(), patience: self.patience })
     }
 }
 
@@ -115,7 +125,7 @@ impl Store {
         }
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2))
-            .acquire_timeout(Duration::from_secs(15))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // Sources that acknowledge each input (SMTP, IMAP, a pipe) run for long and see the
             // database restart: a ping before use finds a connection that broke meanwhile, so
             // that it is not the next message that fails. Batch imports are short-lived; for
@@ -133,11 +143,12 @@ impl Store {
     /// before reporting a batch done: one synchronous commit flushes the log up to it, and with
     /// it every asynchronous commit before.
     pub async fn make_durable(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
-        sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        self.in_transaction(async |tx| {
+            timely(tx.patience, sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx.conn)).await?;
+            timely(tx.patience, sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx.conn)).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Wraps an existing pool (tests); does not migrate.
@@ -154,7 +165,17 @@ impl Store {
                 batcher: OnceLock::new(),
             }),
             sealer: None,
+            patience: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// How long the database may take to answer any one statement of an input (default 20
+    /// seconds). Past it the database is taken to be away (frozen, or gone without closing the
+    /// connection): the input fails with a transient error and its source retries, rather than
+    /// waiting for ever.
+    pub fn with_timeout(mut self, timeout: Duration) -> Store {
+        self.patience = timeout;
+        self
     }
 
     /// Seals what holds mail content to these recipients from now on. Without a sealer,
@@ -193,10 +214,8 @@ impl Store {
             if self.inner.partitions.lock().is_ok_and(|known| known.contains(&month)) {
                 continue;
             }
-            sqlx::query("SELECT dmarcpipe_ensure_record_partition($1)")
-                .bind(start)
-                .execute(&self.inner.partition_pool)
-                .await?;
+            let query = sqlx::query("SELECT dmarcpipe_ensure_record_partition($1)").bind(start);
+            timely(self.patience, query.execute(&self.inner.partition_pool)).await?;
             if let Ok(mut known) = self.inner.partitions.lock() {
                 known.insert(month);
             }
@@ -263,7 +282,7 @@ impl Store {
     }
 
     pub(crate) fn downgrade(&self) -> WeakStore {
-        WeakStore { inner: Arc::downgrade(&self.inner), sealer: self.sealer.clone() }
+        WeakStore { inner: Arc::downgrade(&self.inner), sealer: self.sealer.clone(), patience: self.patience }
     }
 
     /// Writes an input on the streaming route, in a transaction of its own.
@@ -275,7 +294,7 @@ impl Store {
     ) -> Result<InputResult, StoreError> {
         let envelope = Arc::new(envelope);
         let written =
-            self.in_transaction(async |conn| stream::write(self, conn, &target, envelope.clone(), limits).await).await;
+            self.in_transaction(async |tx| stream::write(self, tx, &target, envelope.clone(), limits).await).await;
         self.refused_if_permanent(written, &target, &envelope, limits).await
     }
 
@@ -297,8 +316,8 @@ impl Store {
         }
         tracing::warn!(error = %err, "The database refused the input; it is recorded as rejected.");
         let reason = err.to_string();
-        self.in_transaction(async |conn| {
-            inputs::record_refused(conn, provenance, envelope, limits, self.sealer(), &reason).await
+        self.in_transaction(async |tx| {
+            inputs::record_refused(tx, provenance, envelope, limits, self.sealer(), &reason).await
         })
         .await
     }
@@ -306,23 +325,44 @@ impl Store {
     /// Runs `work` in a transaction: committed when it succeeds, rolled back at once when it
     /// fails (so that the rows and locks it took are released before the connection is idle
     /// in the pool again, not when it is next used).
+    ///
+    /// Every statement gets [`Store::with_timeout`] to answer. A connection whose database did
+    /// not answer, or whose rollback failed, is closed rather than returned to the pool: a
+    /// statement may still be running on it.
     pub(crate) async fn in_transaction<T>(
         &self,
-        work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, StoreError>,
+        work: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        match work(&mut tx).await {
-            Ok(value) => {
-                tx.commit().await?;
-                Ok(value)
-            }
-            Err(err) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(error = %rollback, "rollback failed; the connection is dropped");
+        let patience = self.patience;
+        let mut pooled = self.pool().acquire().await?;
+        let (result, close) = async {
+            let mut transaction = match timely(patience, sqlx::Connection::begin(&mut *pooled)).await {
+                Ok(transaction) => transaction,
+                Err(err) => return (Err(err), true),
+            };
+            let done = work(&mut Tx { conn: &mut transaction, patience }).await;
+            let ended = match &done {
+                Ok(_) => timely(patience, transaction.commit()).await,
+                Err(_) => timely(patience, transaction.rollback()).await,
+            };
+            let close = matches!(done, Err(StoreError::Timeout(_))) || ended.is_err();
+            let result = match (done, ended) {
+                (Ok(value), Ok(())) => Ok(value),
+                (Ok(_), Err(err)) => Err(err),
+                (Err(err), ended) => {
+                    if let Err(rollback) = ended {
+                        tracing::debug!(error = %rollback, "rollback failed; the connection is closed");
+                    }
+                    Err(err)
                 }
-                Err(err)
-            }
+            };
+            (result, close)
         }
+        .await;
+        if close {
+            pooled.close_on_drop();
+        }
+        result
     }
 
     /// Rejected inputs whose bytes were kept, oldest first; `only` restricts to these ids.
@@ -357,8 +397,8 @@ impl Store {
         limits: &Limits,
         opener: Option<&Arc<Opener>>,
     ) -> Result<Option<InputResult>, StoreError> {
-        self.in_transaction(async |conn| {
-            let Some((payload, sealed)) = inputs::take_kept(conn, input).await? else {
+        self.in_transaction(async |tx| {
+            let Some((payload, sealed)) = inputs::take_kept(tx, input).await? else {
                 return Ok(None);
             };
             let payload = match (sealed, opener) {
@@ -380,10 +420,10 @@ impl Store {
             .await
             .map_err(|err| StoreError::Task(err.to_string()))??;
             let result = match route {
-                Route::Memory(prepared) => memory::write(self, conn, &[&prepared]).await.and_then(single)?,
+                Route::Memory(prepared) => memory::write(self, tx, &[&prepared]).await.and_then(single)?,
                 Route::Stream(streamed) => {
                     let (target, envelope) = *streamed;
-                    stream::write(self, conn, &target, Arc::new(envelope), limits).await?
+                    stream::write(self, tx, &target, Arc::new(envelope), limits).await?
                 }
             };
             Ok(Some(result))

@@ -9,7 +9,6 @@
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::inspect::{Contents, Inspection};
-use sqlx::PgConnection;
 
 use crate::Store;
 use crate::error::StoreError;
@@ -17,7 +16,7 @@ use crate::inputs::{self, Target};
 use crate::ledger::{self, Closing, Ledger};
 use crate::outcome::InputResult;
 use crate::seal::Sealer;
-use crate::write::Wanted;
+use crate::write::{Tx, Wanted};
 
 /// An input read whole, ready to be written.
 #[derive(Debug)]
@@ -93,7 +92,7 @@ pub(crate) fn sample_not_kept() -> (&'static str, String) {
 /// the same bytes must go in separate transactions (the second is a duplicate of the first).
 pub(crate) async fn write(
     store: &Store,
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     inputs: &[&Prepared],
 ) -> Result<Vec<InputResult>, StoreError> {
     let targets: Vec<&Target> = inputs.iter().map(|input| &input.target).collect();
@@ -105,7 +104,7 @@ pub(crate) async fn write(
             tls: input.found.tls.len(),
         })
         .collect();
-    let (mut ledger, ids) = Ledger::open(conn, &targets, &wanted).await?;
+    let (mut ledger, ids) = Ledger::open(tx, &targets, &wanted).await?;
     let received_at: Vec<_> = inputs.iter().map(|input| ledger::received_at(&input.target)).collect();
 
     // Inputs whose bytes came before get no report ids: nothing of theirs is offered.
@@ -123,9 +122,9 @@ pub(crate) async fn write(
             tls.push((entry, &found.content, id));
         }
     }
-    ledger.write_reports(conn, store, &reports, &received_at).await?;
-    ledger.write_forensic(conn, &forensic, &received_at).await?;
-    ledger.write_tls(conn, &tls, &received_at).await?;
+    ledger.write_reports(tx, store, &reports, &received_at).await?;
+    ledger.write_forensic(tx, &forensic, &received_at).await?;
+    ledger.write_tls(tx, &tls, &received_at).await?;
     let closing: Vec<Closing<'_>> = inputs
         .iter()
         .map(|input| Closing {
@@ -135,5 +134,5 @@ pub(crate) async fn write(
             payload: input.payload.as_deref(),
         })
         .collect();
-    ledger.finish(conn, &closing).await
+    ledger.finish(tx, &closing).await
 }

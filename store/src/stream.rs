@@ -20,7 +20,7 @@ use dmarcpipe_ingest::inspect::{ContainerWarning, Found, Inspection};
 use dmarcpipe_ingest::model::{AggregateReport, ReportHeader, ReportSummary};
 use dmarcpipe_ingest::read::{self, Item, Sink};
 use dmarcpipe_ingest::tlsrpt::TlsReport;
-use sqlx::{Acquire, PgConnection};
+use sqlx::Acquire;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::aggregate::{self, RECORDS_COPY};
@@ -33,7 +33,7 @@ use crate::rollup::{RollupSums, SOURCES_COPY};
 use crate::route::Thresholds;
 use crate::rows::{RecordRow, Stamp};
 use crate::seal::{SealError, Sealer};
-use crate::write::{self, Claim, Wanted};
+use crate::write::{self, Claim, Tx, Wanted, timely};
 use crate::{Store, single};
 
 /// What the reading thread hands over.
@@ -64,17 +64,17 @@ struct Hung;
 /// Writes `envelope` as `target` in the transaction of `conn`, streaming it.
 pub(crate) async fn write(
     store: &Store,
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     target: &Target,
     envelope: Arc<Envelope>,
     limits: &Limits,
 ) -> Result<InputResult, StoreError> {
-    let (ledger, _) = Ledger::open(conn, &[target], &[Wanted::default()]).await?;
+    let (ledger, _) = Ledger::open(tx, &[target], &[Wanted::default()]).await?;
     let received_at = ledger::received_at(target);
     if ledger.entries[0].identical.is_some() {
         // The very same bytes came before: no need to read them again.
         let found = Inspection::default();
-        return single(ledger.finish(conn, &[Closing { target, found: &found, notes: &[], payload: None }]).await?);
+        return single(ledger.finish(tx, &[Closing { target, found: &found, notes: &[], payload: None }]).await?);
     }
 
     let (sender, mut events) = mpsc::channel(Thresholds::STREAM_QUEUE);
@@ -98,7 +98,7 @@ pub(crate) async fn write(
         forensic: Vec::new(),
         tls: Vec::new(),
     };
-    let written = writer.run(conn, &mut events).await;
+    let written = writer.run(tx, &mut events).await;
     // Whatever happened, the reader stops at its next event once `events` is gone.
     drop(events);
     let (envelope, found, seal_failure) = reader.await.map_err(|err| StoreError::Task(err.to_string()))?;
@@ -106,9 +106,9 @@ pub(crate) async fn write(
     if let Some(err) = seal_failure {
         return Err(err.into());
     }
-    writer.flush(conn).await?;
+    writer.flush(tx).await?;
     let Writer { mut ledger, forensic, tls, .. } = writer;
-    write_held(&mut ledger, conn, &forensic, &tls, received_at).await?;
+    write_held(&mut ledger, tx, &forensic, &tls, received_at).await?;
 
     let mut notes = Vec::new();
     if store.sealer().is_none() && !forensic.is_empty() {
@@ -126,13 +126,13 @@ pub(crate) async fn write(
         _ => None,
     };
     let closing = Closing { target, found: &found, notes: &notes, payload: payload.as_deref() };
-    single(ledger.finish(conn, &[closing]).await?)
+    single(ledger.finish(tx, &[closing]).await?)
 }
 
 /// Writes the failure and TLS reports held until the end of the input.
 async fn write_held(
     ledger: &mut Ledger,
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     forensic: &[(Box<ForensicReport>, Option<Vec<u8>>)],
     tls: &[TlsReport],
     received_at: DateTime<Utc>,
@@ -141,12 +141,12 @@ async fn write_held(
         return Ok(());
     }
     let wanted = Wanted { forensic: forensic.len(), tls: tls.len(), ..Wanted::default() };
-    let ids = write::allocate(conn, &[None], &[wanted]).await?.pop().unwrap_or_default();
+    let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().unwrap_or_default();
     let offered: Vec<_> =
         forensic.iter().zip(ids.forensic).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
-    ledger.write_forensic(conn, &offered, &[received_at]).await?;
+    ledger.write_forensic(tx, &offered, &[received_at]).await?;
     let offered: Vec<_> = tls.iter().zip(ids.tls).map(|(report, id)| (0, report, id)).collect();
-    ledger.write_tls(conn, &offered, &[received_at]).await
+    ledger.write_tls(tx, &offered, &[received_at]).await
 }
 
 /// The writing side.
@@ -162,19 +162,19 @@ struct Writer<'s> {
 }
 
 impl Writer<'_> {
-    async fn run(&mut self, conn: &mut PgConnection, events: &mut mpsc::Receiver<Event>) -> Result<(), StoreError> {
+    async fn run(&mut self, tx: &mut Tx<'_>, events: &mut mpsc::Receiver<Event>) -> Result<(), StoreError> {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Report(report) => {
                     self.held_records += report.records.len();
                     self.reports.push(*report);
                     if self.held_records > Thresholds::FLUSH_RECORDS {
-                        self.flush(conn).await?;
+                        self.flush(tx).await?;
                     }
                 }
                 Event::Large { header, answer } => {
-                    self.flush(conn).await?;
-                    self.stream_report(conn, &header, answer, events).await?;
+                    self.flush(tx).await?;
+                    self.stream_report(tx, &header, answer, events).await?;
                 }
                 Event::Forensic(report, sealed) => self.forensic.push((report, sealed)),
                 Event::Tls(report) => self.tls.push(*report),
@@ -187,66 +187,93 @@ impl Writer<'_> {
     }
 
     /// Writes the complete reports waiting.
-    async fn flush(&mut self, conn: &mut PgConnection) -> Result<(), StoreError> {
+    async fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         if self.reports.is_empty() {
             return Ok(());
         }
         let reports = std::mem::take(&mut self.reports);
         self.held_records = 0;
         let wanted = Wanted { reports: reports.len(), ..Wanted::default() };
-        let ids = write::allocate(conn, &[None], &[wanted]).await?.pop().map(|slot| slot.reports).unwrap_or_default();
+        let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().map(|slot| slot.reports).unwrap_or_default();
         let offered: Vec<_> = reports.iter().zip(ids).map(|(report, id)| (0, report, id)).collect();
-        self.ledger.write_reports(conn, self.store, &offered, &[self.received_at]).await
+        self.ledger.write_reports(tx, self.store, &offered, &[self.received_at]).await
     }
 
-    /// Offers a large report and, when it is new, loads its records as they come.
+    /// Offers a large report and, when it is new, loads its records as they come, inside a
+    /// savepoint: a report that breaks part-way is undone, and nothing else.
     async fn stream_report(
         &mut self,
-        conn: &mut PgConnection,
+        tx: &mut Tx<'_>,
         header: &ReportHeader,
         answer: oneshot::Sender<Option<i64>>,
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(), StoreError> {
         self.store.ensure_partitions([header.date_begin]).await?;
-        let allocated = write::allocate(conn, &[None], &[Wanted { reports: 1, ..Wanted::default() }]).await?;
+        let allocated = write::allocate(tx, &[None], &[Wanted { reports: 1, ..Wanted::default() }]).await?;
         let id = allocated.first().and_then(|slot| slot.reports.first().copied());
         let id = id.ok_or_else(|| StoreError::Data("no id for a report".into()))?;
-        let input = self.ledger.entries[0].id;
-        let mut savepoint = conn.begin().await?;
-        let row = aggregate::report_row(id, input, header, None, self.received_at);
-        let claim = write::claim::<_, &[RecordRow<'_>]>(&mut savepoint, &[row], &[]).await?.pop();
-        if let Some(Claim::Existing(original)) = claim {
-            // Stored before: the rest of the document need not be read.
-            savepoint.commit().await?;
-            let _ = answer.send(None);
-            self.ledger.count(0, Claim::Existing(original), 0, 0, None);
-            return Ok(());
-        }
-        let _ = answer.send(Some(id));
-        let mut next = events.recv().await;
-        loop {
-            match next {
-                Some(Event::Records(rows)) => next = copy_records(&mut savepoint, rows, events).await?,
-                Some(Event::Sources(rows)) => {
-                    write::copy(&mut savepoint, &SOURCES_COPY, rows).await?;
-                    next = events.recv().await;
+        let row = aggregate::report_row(id, self.ledger.entries[0].id, header, None, self.received_at);
+        let patience = tx.patience;
+        let mut savepoint = timely(patience, tx.conn.begin()).await?;
+        let streamed = {
+            let mut inner = Tx { conn: &mut savepoint, patience };
+            match write::claim::<_, &[RecordRow<'_>]>(&mut inner, &[row], &[]).await?.pop() {
+                // Stored before: the rest of the document need not be read.
+                Some(Claim::Existing(original)) => {
+                    let _ = answer.send(None);
+                    Streamed::Before(original)
                 }
-                Some(Event::End(end)) => {
-                    let (summary, sums) = *end;
-                    aggregate::complete_streamed_report(&mut savepoint, id, &summary).await?;
-                    savepoint.commit().await?;
-                    self.ledger.count(0, Claim::New, summary.record_count, summary.message_count, Some(sums));
-                    return Ok(());
+                _ => {
+                    let _ = answer.send(Some(id));
+                    load_records(&mut inner, id, events).await?
                 }
-                Some(Event::Broken) => {
-                    savepoint.rollback().await?;
-                    return Ok(());
-                }
-                Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..) | Event::Tls(_)) => {
-                    return Err(StoreError::Task("a report began inside another".into()));
-                }
-                None => return Err(StoreError::Task("the reading of a report stopped without an end".into())),
             }
+        };
+        match streamed {
+            Streamed::Before(original) => {
+                timely(patience, savepoint.commit()).await?;
+                self.ledger.count(0, Claim::Existing(original), 0, 0, None);
+            }
+            Streamed::Whole(summary, sums) => {
+                timely(patience, savepoint.commit()).await?;
+                self.ledger.count(0, Claim::New, summary.record_count, summary.message_count, Some(*sums));
+            }
+            Streamed::Broken => timely(patience, savepoint.rollback()).await?,
+        }
+        Ok(())
+    }
+}
+
+/// What became of a large report offered to the database.
+enum Streamed {
+    /// Stored before, by this input.
+    Before(Option<i64>),
+    /// Loaded whole, with its totals and rollup sums.
+    Whole(Box<ReportSummary>, Box<RollupSums>),
+    /// It broke part-way: to be undone.
+    Broken,
+}
+
+/// Loads the records of report `id` as they come, up to its end.
+async fn load_records(tx: &mut Tx<'_>, id: i64, events: &mut mpsc::Receiver<Event>) -> Result<Streamed, StoreError> {
+    let mut next = events.recv().await;
+    loop {
+        match next {
+            Some(Event::Records(rows)) => next = copy_records(tx, rows, events).await?,
+            Some(Event::Sources(rows)) => {
+                write::copy(tx, &SOURCES_COPY, rows).await?;
+                next = events.recv().await;
+            }
+            Some(Event::End(end)) => {
+                let (summary, sums) = *end;
+                aggregate::complete_streamed_report(tx, id, &summary).await?;
+                return Ok(Streamed::Whole(Box::new(summary), Box::new(sums)));
+            }
+            Some(Event::Broken) => return Ok(Streamed::Broken),
+            Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..) | Event::Tls(_)) => {
+                return Err(StoreError::Task("a report began inside another".into()));
+            }
+            None => return Err(StoreError::Task("the reading of a report stopped without an end".into())),
         }
     }
 }
@@ -254,23 +281,24 @@ impl Writer<'_> {
 /// Loads `first` and the records that follow it with one `COPY`; returns the event after them.
 /// The `COPY` is undone when that event says the report broke.
 async fn copy_records(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     first: Vec<u8>,
     events: &mut mpsc::Receiver<Event>,
 ) -> Result<Option<Event>, StoreError> {
-    let mut copy = conn.copy_in_raw(&RECORDS_COPY).await?;
-    copy.send(first).await?;
+    let patience = tx.patience;
+    let mut copy = timely(patience, tx.conn.copy_in_raw(&RECORDS_COPY)).await?;
+    timely(patience, copy.send(first)).await?;
     loop {
         match events.recv().await {
             Some(Event::Records(rows)) => {
-                copy.send(rows).await?;
+                timely(patience, copy.send(rows)).await?;
             }
             Some(Event::Broken) => {
-                copy.abort("the report broke part-way").await?;
+                timely(patience, copy.abort("the report broke part-way")).await?;
                 return Ok(Some(Event::Broken));
             }
             next => {
-                copy.finish().await?;
+                timely(patience, copy.finish()).await?;
                 return Ok(next);
             }
         }

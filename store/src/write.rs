@@ -13,17 +13,40 @@
 //! 4. [`finish`]: the input rows with the outcome the rule gives (`outcome`), the kept bytes
 //!    of rejected inputs, and the rollup rows of the reports written.
 //!
-//! Rows travel as arrays of the tables' own row types (see `rows`). Each function runs on the
-//! connection of an sqlx [`Transaction`](sqlx::Transaction) (or of a savepoint in one), which
-//! rolls back when it is dropped without a commit.
+//! Rows travel as arrays of the tables' own row types (see `rows`). Each function runs in a
+//! [`Tx`]: the connection of an sqlx [`Transaction`](sqlx::Transaction) (or of a savepoint in
+//! one), with the time the database may take to answer ([`timely`]), so that a database that
+//! froze or vanished without closing the connection fails the input within that time instead
+//! of holding it for ever.
 
 use sqlx::postgres::{PgArguments, PgHasArrayType};
 use sqlx::query::QueryAs;
+use std::time::Duration;
+
 use sqlx::{PgConnection, Postgres};
 
 use crate::error::StoreError;
 use crate::outcome::InputOutcome;
 use crate::rows::{DailyRow, ForensicReportRow, InputRow, PayloadRow, ReportRow, SourceRow, TlsReportRow};
+
+/// A connection inside a transaction, and how long the database may take to answer a statement.
+#[derive(Debug)]
+pub(crate) struct Tx<'c> {
+    pub conn: &'c mut PgConnection,
+    pub patience: Duration,
+}
+
+/// `future`, a round trip to the database, or [`StoreError::Timeout`] once `patience` has passed
+/// without an answer.
+pub(crate) async fn timely<T, E: Into<StoreError>>(
+    patience: Duration,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(patience, future).await {
+        Ok(answer) => answer.map_err(Into::into),
+        Err(_) => Err(StoreError::Timeout(patience)),
+    }
+}
 
 /// What [`allocate`] hands out for one input.
 #[derive(Debug, Default, sqlx::FromRow)]
@@ -62,12 +85,12 @@ pub(crate) enum Claim {
 /// id already): an id when it is new, the identical input if its bytes came before, and the
 /// report ids of `wanted[i]` unless its bytes came before.
 pub(crate) async fn allocate(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     digests: &[Option<&[u8]>],
     wanted: &[Wanted],
 ) -> Result<Vec<Allocation>, StoreError> {
     let count = |kind: fn(&Wanted) -> usize| wanted.iter().map(|w| kind(w) as i32).collect::<Vec<i32>>();
-    let allocated: Vec<Allocation> = sqlx::query_as(
+    let query = sqlx::query_as(
         "WITH wanted AS ( \
                  SELECT w.n, w.sha256, w.reports, w.forensic, w.tls, \
                      (SELECT i.id FROM inputs i WHERE i.sha256 = w.sha256 AND i.outcome <> 'rejected' \
@@ -88,9 +111,8 @@ pub(crate) async fn allocate(
     .bind(digests)
     .bind(count(|w| w.reports))
     .bind(count(|w| w.forensic))
-    .bind(count(|w| w.tls))
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(count(|w| w.tls));
+    let allocated: Vec<Allocation> = timely(tx.patience, query.fetch_all(&mut *tx.conn)).await?;
     if allocated.len() != digests.len() {
         return Err(StoreError::Data(format!("{} allocations for {} inputs", allocated.len(), digests.len())));
     }
@@ -205,11 +227,7 @@ impl<'r, A: Children<'r>, B: Children<'r>> Children<'r> for (A, B) {
 /// Writes each report unless its natural key is taken, and the `children` of those written
 /// (records, sealed samples, policies and failure details); returns what became of each report,
 /// in order. The reports' natural keys must differ.
-pub(crate) async fn claim<'r, R, C>(
-    conn: &mut PgConnection,
-    reports: &'r [R],
-    children: C,
-) -> Result<Vec<Claim>, StoreError>
+pub(crate) async fn claim<'r, R, C>(tx: &mut Tx<'_>, reports: &'r [R], children: C) -> Result<Vec<Claim>, StoreError>
 where
     R: Claimable + sqlx::Encode<'r, Postgres>,
     C: Children<'r>,
@@ -218,37 +236,38 @@ where
         return Ok(Vec::new());
     }
     let answers: Vec<(i64, bool, Option<i64>)> =
-        children.bind(sqlx::query_as(R::CLAIM).bind(reports)).fetch_all(&mut *conn).await?;
+        timely(tx.patience, children.bind(sqlx::query_as(R::CLAIM).bind(reports)).fetch_all(&mut *tx.conn)).await?;
     let mut claims = claims(reports.iter().map(R::id), answers)?;
     if claims.contains(&Claim::Existing(None)) {
         // Written by a transaction that committed after the statement began: a new statement
         // sees it.
-        let originals: Vec<(i64, i64)> = sqlx::query_as(R::ORIGINALS).bind(reports).fetch_all(&mut *conn).await?;
+        let originals: Vec<(i64, i64)> =
+            timely(tx.patience, sqlx::query_as(R::ORIGINALS).bind(reports).fetch_all(&mut *tx.conn)).await?;
         fill_originals(reports.iter().map(R::id), &mut claims, originals);
     }
     Ok(claims)
 }
 
 /// Loads COPY text rows (see `rows`) into `table`.
-pub(crate) async fn copy(conn: &mut PgConnection, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
+pub(crate) async fn copy(tx: &mut Tx<'_>, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
     if data.is_empty() {
         return Ok(());
     }
-    let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(data).await?;
-    copy.finish().await?;
+    let mut copy = timely(tx.patience, tx.conn.copy_in_raw(statement)).await?;
+    timely(tx.patience, copy.send(data)).await?;
+    timely(tx.patience, copy.finish()).await?;
     Ok(())
 }
 
 /// Writes new inputs, the kept bytes of rejected ones, and rollup rows.
 pub(crate) async fn finish(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     inputs: &[InputRow<'_>],
     payloads: &[PayloadRow<'_>],
     daily: &[DailyRow],
     sources: &[SourceRow],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "WITH inputs AS ( \
                  INSERT INTO inputs OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::inputs[]) \
              ), payloads AS ( \
@@ -261,20 +280,15 @@ pub(crate) async fn finish(
     .bind(inputs)
     .bind(payloads)
     .bind(daily)
-    .bind(sources)
-    .execute(&mut *conn)
-    .await?;
+    .bind(sources);
+    timely(tx.patience, query.execute(&mut *tx.conn)).await?;
     Ok(())
 }
 
 /// Rewrites the outcome of input `input`, run again by `reprocess` (one more attempt), and
 /// keeps its bytes only while it is still rejected.
-pub(crate) async fn finish_again(
-    conn: &mut PgConnection,
-    input: i64,
-    outcome: &InputOutcome,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(crate) async fn finish_again(tx: &mut Tx<'_>, input: i64, outcome: &InputOutcome) -> Result<(), StoreError> {
+    let query = sqlx::query(
         "WITH updated AS ( \
                  UPDATE inputs SET outcome = $2, stage = $3, error = $4, warnings = $5, duplicate_of = $6, \
                      reports_stored = $7, reports_duplicate = $8, records = $9, messages = $10, \
@@ -293,11 +307,11 @@ pub(crate) async fn finish_again(
     .bind(outcome.reports_duplicate)
     .bind(outcome.records)
     .bind(outcome.messages)
-    .bind(outcome.forensic_reports)
-    .execute(&mut *conn)
-    .await?;
+    .bind(outcome.forensic_reports);
+    timely(tx.patience, query.execute(&mut *tx.conn)).await?;
     Ok(())
 }
+
 /// Pairs the database's answers with the reports offered (by id).
 fn claims(
     offered: impl Iterator<Item = i64>,

@@ -69,7 +69,8 @@ impl Served {
         });
         let mut served = Served { child, smtp: unbound(), lmtp: None, log };
         served.wait_for_log("dmarcpipe serve is ready", Duration::from_secs(60));
-        served.smtp = served.listening_on("(smtp)").expect("an SMTP listener");
+        // `serve` may watch only IMAP mailboxes: no SMTP address then.
+        served.smtp = served.listening_on("(smtp)").unwrap_or_else(unbound);
         served.lmtp = served.listening_on("(lmtp)");
         served
     }
@@ -291,6 +292,9 @@ impl RawClient {
 pub struct DatabaseProxy {
     pub address: SocketAddr,
     open: Arc<AtomicBool>,
+    /// While set, nothing is passed on either way and connections stay open: a database that
+    /// froze (or a network that swallows packets) rather than one that went away.
+    frozen: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -347,12 +351,26 @@ impl Duplex for std::os::unix::net::UnixStream {
     }
 }
 
-/// Copies both ways; when either side closes, both are closed.
-fn pipe(client: Box<dyn Duplex>, server: Box<dyn Duplex>) {
+/// Copies both ways, holding what it read while `frozen`; when either side closes, both are
+/// closed.
+fn pipe(client: Box<dyn Duplex>, server: Box<dyn Duplex>, frozen: Arc<AtomicBool>) {
     for (from, to) in [(client.split(), server.split()), (server.split(), client.split())] {
         let (Ok(mut from), Ok(mut to)) = (from, to) else { return };
+        let frozen = frozen.clone();
         thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let read = match from.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => read,
+                };
+                while frozen.load(Ordering::SeqCst) {
+                    thread::sleep(std::time::Duration::from_millis(10));
+                }
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
             from.close();
             to.close();
         });
@@ -364,9 +382,10 @@ impl DatabaseProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let address = listener.local_addr().expect("an address");
         let open = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
         let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let upstream = Arc::new(Upstream::of(pool));
-        let (accepting, tracked) = (open.clone(), connections.clone());
+        let (accepting, tracked, stalled) = (open.clone(), connections.clone(), frozen.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -381,10 +400,10 @@ impl DatabaseProxy {
                 if let Ok(handle) = client.try_clone() {
                     tracked.lock().expect("not poisoned").push(handle);
                 }
-                pipe(Box::new(client), server);
+                pipe(Box::new(client), server, stalled.clone());
             }
         });
-        DatabaseProxy { address, open, connections }
+        DatabaseProxy { address, open, frozen, connections }
     }
 
     /// A database URL that goes through the proxy.
@@ -403,5 +422,14 @@ impl DatabaseProxy {
 
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every byte either way, connections open, until [`DatabaseProxy::thaw`].
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 }
