@@ -14,10 +14,12 @@
 //! - [`forensic`]: failure (RUF) reports: ARF and plain text.
 //! - [`model`]: the normalized report types, enumerations and warnings.
 //! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
-//! - [`limits`] and [`error`]: safety caps and the error type.
+//! - [`limits`] and [`error`]: safety caps and the error type; [`budget`]: the memory budget
+//!   of the whole process.
 //! - `testkit` (feature `testkit`): report inputs made to order for tests and the benchmark.
 
 pub mod aggregate;
+pub mod budget;
 pub mod charset;
 pub mod envelope;
 pub mod error;

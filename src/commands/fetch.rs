@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::intake::imap::{self, Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
 use dmarcpipe_store::{InputResult, Outcome, Store};
@@ -108,7 +109,9 @@ fn chosen(config: &FileConfig, limits: &Limits, names: &[String]) -> Result<Vec<
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
     let mailboxes = chosen(config, &limits, &args.mailboxes)?;
-    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?;
+    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2))
+        .await?
+        .with_memory_budget(MemoryBudget::new(limits.max_memory));
     let delivery = Arc::new(MailboxDelivery { store, limits });
     let mut pollers = Vec::with_capacity(mailboxes.len());
     for settings in mailboxes {

@@ -130,6 +130,9 @@ pub struct SmtpSettings {
     pub shutdown_grace: Duration,
     /// STARTTLS is offered when a certificate is configured.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The process's memory budget, which message data reserves from as it arrives (`451`
+    /// when it is full); `None`: no budget.
+    pub budget: Option<crate::budget::MemoryBudget>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -161,6 +164,7 @@ impl SmtpSettings {
             max_errors: 10,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
+            budget: None,
         }
     }
 }
