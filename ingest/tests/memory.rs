@@ -8,22 +8,12 @@ use std::path::PathBuf;
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::inspect::{Contents, Outgrown, inspect, inspect_up_to};
-use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachment};
+use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachment, zip_stored};
 
 const NOV_2: u64 = 1_793_577_600;
 
 fn envelope(name: &str, bytes: Vec<u8>) -> Envelope {
     Envelope::new(Origin::File { path: PathBuf::from(name) }, Payload::Bytes(bytes))
-}
-
-/// A zip archive whose entries are stored, not compressed: as large as what it holds.
-fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    writer.start_file(name, options).expect("an entry");
-    writer.write_all(data).expect("written");
-    writer.finish().expect("finished").into_inner()
 }
 
 /// The XML of a report of `records` records, a few MiB for tens of thousands.
@@ -41,7 +31,7 @@ fn archives_nested_in_a_stream_are_not_held_in_memory() {
     assert!(xml.len() > 4 << 20, "the report is several MiB ({} bytes)", xml.len());
     // gzip > zip > zip > report: each zip is several MiB (stored), read from a decompressing
     // stream.
-    let nested = gzip(&stored_zip("level2.zip", &stored_zip("report.xml", &xml)));
+    let nested = gzip(&zip_stored(&[("level2.zip", &zip_stored(&[("report.xml", &xml)]))]));
     let input = envelope("nested.zip.gz", nested);
     // Allowed to hold 512 KiB: more than the input, far less than either archive.
     let found = inspect_up_to(&input, &Limits::default(), usize::MAX, 512 << 10).expect("nothing held in memory");

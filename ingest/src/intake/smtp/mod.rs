@@ -130,9 +130,11 @@ pub struct SmtpSettings {
     pub shutdown_grace: Duration,
     /// STARTTLS is offered when a certificate is configured.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    /// The process's memory budget, which message data reserves from as it arrives (`451`
-    /// when it is full); `None`: no budget.
+    /// The process's memory budget, which message data reserves from as it arrives; `None`:
+    /// no budget.
     pub budget: Option<crate::budget::MemoryBudget>,
+    /// How long message data waits for room in the budget before the sender is told `451`.
+    pub memory_wait: Duration,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -165,6 +167,7 @@ impl SmtpSettings {
             shutdown_grace: Duration::from_secs(30),
             tls: None,
             budget: None,
+            memory_wait: Duration::from_secs(30),
         }
     }
 }

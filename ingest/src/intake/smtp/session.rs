@@ -412,7 +412,10 @@ impl<'a, D: Deliver> Session<'a, D> {
                 && !no_room
                 && message.len() as u64 > reserved.bytes()
             {
-                match budget.try_reserve((message.len() as u64 - reserved.bytes()).max(RESERVATION_STEP)) {
+                // Reading waits while the budget is full (the sender waits with it), up to
+                // `memory_wait`.
+                let step = (message.len() as u64 - reserved.bytes()).max(RESERVATION_STEP);
+                match budget.reserve_within(step, self.settings.memory_wait).await {
                     Some(more) => reserved.merge(more),
                     None => no_room = true,
                 }
@@ -937,6 +940,7 @@ mod tests {
         settings.max_message_bytes = 8 << 20;
         let budget = crate::budget::MemoryBudget::new(2 << 20);
         settings.budget = Some(budget.clone());
+        settings.memory_wait = Duration::from_millis(50);
         let large = format!("Subject: large\r\n\r\n{}\r\n.\r\n", "x".repeat(3 << 20));
         let script = [
             "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\n",
@@ -947,7 +951,10 @@ mod tests {
         ];
         let (replies, _) = converse(&settings, &recorder, Protocol::Smtp, &script, false).await;
         assert_eq!(codes(&replies), ["220", "250", "250", "250", "354", "451", "250", "250", "354", "250", "221"]);
-        assert!(replies.contains(&"451 4.3.1 Insufficient system resources, try again later".to_owned()), "{replies:?}");
+        assert!(
+            replies.contains(&"451 4.3.1 Insufficient system resources, try again later".to_owned()),
+            "{replies:?}"
+        );
         assert_eq!(recorder.bodies().len(), 1, "only the small one is delivered");
         assert_eq!(budget.available(), budget.total(), "everything reserved was given back");
     }
