@@ -17,8 +17,8 @@ use anyhow::{Result, bail};
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::Envelope;
-use dmarcpipe_ingest::intake::imap::{self, Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
-use dmarcpipe_store::{InputResult, Outcome, Store};
+use dmarcpipe_ingest::intake::imap::{Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
+use dmarcpipe_store::Store;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -45,28 +45,10 @@ impl Deliver for MailboxDelivery {
         results
             .into_iter()
             .map(|result| match result {
-                Ok(result) => Ok(delivered(&result)),
+                Ok(result) => Ok(result),
                 Err(err) => Err(NotStored { transient: err.is_transient(), reason: err.to_string() }),
             })
             .collect()
-    }
-}
-
-fn delivered(result: &InputResult) -> Delivered {
-    Delivered {
-        outcome: match result.outcome {
-            Outcome::Stored => imap::Outcome::Stored,
-            Outcome::Duplicate => imap::Outcome::Duplicate,
-            Outcome::NotReport => imap::Outcome::NotReport,
-            Outcome::Rejected => imap::Outcome::Rejected,
-        },
-        input: result.input,
-        reports: result.reports_stored,
-        forensic: result.forensic_stored,
-        duplicate_reports: result.reports_duplicate,
-        records: result.records,
-        messages: result.messages,
-        error: result.error.clone(),
     }
 }
 
