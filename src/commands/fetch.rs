@@ -90,10 +90,13 @@ fn chosen(config: &FileConfig, limits: &Limits, names: &[String]) -> Result<Vec<
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    let mailboxes = chosen(config, &limits, &args.mailboxes)?;
-    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2))
-        .await?
-        .with_memory_budget(MemoryBudget::new(limits.max_memory));
+    let mut mailboxes = chosen(config, &limits, &args.mailboxes)?;
+    // One memory budget for the messages fetched and the inputs being stored.
+    let budget = MemoryBudget::new(limits.max_memory);
+    for mailbox in &mut mailboxes {
+        mailbox.budget = Some(budget.clone());
+    }
+    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?.with_memory_budget(budget);
     let delivery = Arc::new(MailboxDelivery { store, limits });
     let mut pollers = Vec::with_capacity(mailboxes.len());
     for settings in mailboxes {

@@ -44,12 +44,15 @@ const MAX_REPLY_REASON: usize = 200;
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    let mailboxes = config.mailboxes(&limits)?;
+    let mut mailboxes = config.mailboxes(&limits)?;
     // Without listen addresses, serve may still watch mailboxes.
     let smtp =
         if listens(config, &args) || mailboxes.is_empty() { Some(settings(config, &args, &limits)?) } else { None };
     // One memory budget for the messages arriving and the inputs being stored.
     let budget = MemoryBudget::new(limits.max_memory);
+    for mailbox in &mut mailboxes {
+        mailbox.budget = Some(budget.clone());
+    }
     let (settings, addresses) = match smtp {
         Some((mut settings, addresses)) => {
             settings.budget = Some(budget.clone());

@@ -145,6 +145,9 @@ pub struct MailboxSettings {
     pub idle: bool,
     /// Longest wait for the server's next bytes (connect, TLS, each response).
     pub timeout: Duration,
+    /// The process's memory budget: what a fetch may bring in is reserved before it is asked
+    /// for, and waits for room; `None`: no budget.
+    pub budget: Option<crate::budget::MemoryBudget>,
 }
 
 impl MailboxSettings {
@@ -168,6 +171,7 @@ impl MailboxSettings {
             poll_interval: Duration::from_secs(300),
             idle: true,
             timeout: Duration::from_secs(120),
+            budget: None,
         }
     }
 }
