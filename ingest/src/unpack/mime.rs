@@ -29,13 +29,14 @@ pub(super) fn walk<V: Visitor>(
     if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
         return unpacker.visitor.problem(location, err);
     }
-    match MessageParser::default().parse(raw) {
+    // mail-parser's structure (and the bodies it decodes) counts as large as the text.
+    unpacker.holding(raw.len() as u64, location, |unpacker| match MessageParser::default().parse(raw) {
         Some(message) => walk_message(unpacker, &message, 0, location, depth),
         None => unpacker.visitor.problem(
             location,
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
-    }
+    })
 }
 
 /// A mail whose lines end in CR alone (old Mac OS), with every CR made CRLF; `None` for any
@@ -102,7 +103,9 @@ fn walk_message<V: Visitor>(
                         format!("{part_location}: base64 with missing padding or stray characters decoded leniently"),
                     );
                 }
-                unpacker.bytes(&decoded, &part_location, depth + 1)?;
+                unpacker.holding(decoded.len() as u64, &part_location, |unpacker| {
+                    unpacker.bytes(&decoded, &part_location, depth + 1)
+                })?;
             }
         }
     }
