@@ -153,7 +153,7 @@ impl Sink for Inspection {
 pub struct Outgrown;
 
 /// [`inspect`], giving up as soon as the input's reports hold more than `max_records` records
-/// together, or reading it would hold more than `memory` bytes of it at once (the store then
+/// together (a TLS report weighs its rows, see [`TlsReport::rows`]), or reading it would hold more than `memory` bytes of it at once (the store then
 /// streams the input instead).
 pub fn inspect_up_to(
     envelope: &Envelope,
@@ -177,6 +177,10 @@ impl Sink for Bounded {
 
     fn item(&mut self, location: &str, item: Item<'_, '_>) -> Result<(), Outgrown> {
         let Item::Aggregate(document) = item else {
+            if let Item::Tls(report) = &item {
+                // Its failure details weigh like records.
+                self.records_left = self.records_left.checked_sub(report.rows()).ok_or(Outgrown)?;
+            }
             self.inspection.add(location, item);
             return Ok(());
         };

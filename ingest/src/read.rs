@@ -169,9 +169,13 @@ impl<S: Sink> Visitor for Dispatch<'_, S> {
                 Ok(Opened::NotAggregate(what)) => self.sink.item(location, Item::NotReport(what)),
                 Err(err) => self.sink.item(location, Item::Problem(err)),
             },
-            DocumentKind::Json => match tlsrpt::parse(document.reader, &TlsLimits::default()) {
+            DocumentKind::Json => match tlsrpt::parse(document.reader, &TlsLimits::default(), document.memory) {
                 Ok(tlsrpt::Opened::Report(report)) => self.sink.item(location, Item::Tls(report)),
                 Ok(tlsrpt::Opened::NotTlsReport(what)) => self.sink.item(location, Item::NotReport(what)),
+                Ok(tlsrpt::Opened::OverMemory(error)) => {
+                    self.sink.over_memory()?;
+                    self.sink.item(location, Item::Problem(error))
+                }
                 Err(err) => self.sink.item(location, Item::Problem(err)),
             },
         }

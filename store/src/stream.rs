@@ -6,7 +6,8 @@
 //! written a batch at a time; a report that outgrows [`Thresholds::STREAM_RECORDS`] is offered
 //! by its header first, and when it is new its records go into `COPY` as they are parsed,
 //! inside a savepoint, so that a failure in its middle undoes that report and nothing else.
-//! Failure and TLS reports are held, and written at the end of the input.
+//! TLS reports are written with the batches of complete reports (their failure details count
+//! as records); failure reports are held and written at the end of the input.
 //! The two sides talk over a bounded channel, so memory stays flat whatever the report's size;
 //! the rollup sums of a report with very many sources are handed over part by part.
 
@@ -107,8 +108,10 @@ pub(crate) async fn write(
         return Err(err.into());
     }
     writer.flush(tx).await?;
-    let Writer { mut ledger, forensic, tls, .. } = writer;
-    write_held(&mut ledger, tx, &forensic, &tls, received_at).await?;
+    let Writer { mut ledger, forensic, .. } = writer;
+    if !forensic.is_empty() {
+        ledger_forensic(&mut ledger, tx, &forensic, received_at).await?;
+    }
 
     let mut notes = Vec::new();
     if store.sealer().is_none() && !forensic.is_empty() {
@@ -129,24 +132,18 @@ pub(crate) async fn write(
     single(ledger.finish(tx, &[closing]).await?)
 }
 
-/// Writes the failure and TLS reports held until the end of the input.
-async fn write_held(
+async fn ledger_forensic(
     ledger: &mut Ledger,
     tx: &mut Tx<'_>,
     forensic: &[(Box<ForensicReport>, Option<Vec<u8>>)],
-    tls: &[TlsReport],
     received_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    if forensic.is_empty() && tls.is_empty() {
-        return Ok(());
-    }
-    let wanted = Wanted { forensic: forensic.len(), tls: tls.len(), ..Wanted::default() };
-    let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().unwrap_or_default();
+    let wanted = Wanted { forensic: forensic.len(), ..Wanted::default() };
+    let allocated = write::allocate(tx, &[None], &[wanted]).await?;
+    let ids = allocated.into_iter().next().map(|slot| slot.forensic).unwrap_or_default();
     let offered: Vec<_> =
-        forensic.iter().zip(ids.forensic).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
-    ledger.write_forensic(tx, &offered, &[received_at]).await?;
-    let offered: Vec<_> = tls.iter().zip(ids.tls).map(|(report, id)| (0, report, id)).collect();
-    ledger.write_tls(tx, &offered, &[received_at]).await
+        forensic.iter().zip(ids).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
+    ledger.write_forensic(tx, &offered, &[received_at]).await
 }
 
 /// The writing side.
@@ -154,11 +151,12 @@ struct Writer<'s> {
     store: &'s Store,
     ledger: Ledger,
     received_at: DateTime<Utc>,
-    /// Complete reports waiting to be written, and their records.
+    /// Complete reports waiting to be written, and their records (with the rows of TLS
+    /// reports).
     reports: Vec<AggregateReport>,
+    tls: Vec<TlsReport>,
     held_records: usize,
     forensic: Vec<(Box<ForensicReport>, Option<Vec<u8>>)>,
-    tls: Vec<TlsReport>,
 }
 
 impl Writer<'_> {
@@ -168,16 +166,18 @@ impl Writer<'_> {
                 Event::Report(report) => {
                     self.held_records += report.records.len();
                     self.reports.push(*report);
-                    if self.held_records > Thresholds::FLUSH_RECORDS {
-                        self.flush(tx).await?;
-                    }
+                    self.flush_when_full(tx).await?;
                 }
                 Event::Large { header, answer } => {
                     self.flush(tx).await?;
                     self.stream_report(tx, &header, answer, events).await?;
                 }
                 Event::Forensic(report, sealed) => self.forensic.push((report, sealed)),
-                Event::Tls(report) => self.tls.push(*report),
+                Event::Tls(report) => {
+                    self.held_records += report.rows();
+                    self.tls.push(*report);
+                    self.flush_when_full(tx).await?;
+                }
                 Event::Records(_) | Event::Sources(_) | Event::End(_) | Event::Broken => {
                     return Err(StoreError::Task("records of a report that was not offered".into()));
                 }
@@ -186,17 +186,24 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Writes the complete reports waiting.
+    /// Writes the complete reports waiting (aggregate and TLS).
     async fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
-        if self.reports.is_empty() {
+        if self.reports.is_empty() && self.tls.is_empty() {
             return Ok(());
         }
-        let reports = std::mem::take(&mut self.reports);
+        let (reports, tls) = (std::mem::take(&mut self.reports), std::mem::take(&mut self.tls));
         self.held_records = 0;
-        let wanted = Wanted { reports: reports.len(), ..Wanted::default() };
-        let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().map(|slot| slot.reports).unwrap_or_default();
-        let offered: Vec<_> = reports.iter().zip(ids).map(|(report, id)| (0, report, id)).collect();
-        self.ledger.write_reports(tx, self.store, &offered, &[self.received_at]).await
+        let wanted = Wanted { reports: reports.len(), tls: tls.len(), ..Wanted::default() };
+        let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().unwrap_or_default();
+        let offered: Vec<_> = reports.iter().zip(ids.reports).map(|(report, id)| (0, report, id)).collect();
+        self.ledger.write_reports(tx, self.store, &offered, &[self.received_at]).await?;
+        let offered: Vec<_> = tls.iter().zip(ids.tls).map(|(report, id)| (0, report, id)).collect();
+        self.ledger.write_tls(tx, &offered, &[self.received_at]).await
+    }
+
+    /// Writes the complete reports waiting once their records are many.
+    async fn flush_when_full(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if self.held_records > Thresholds::FLUSH_RECORDS { self.flush(tx).await } else { Ok(()) }
     }
 
     /// Offers a large report and, when it is new, loads its records as they come, inside a

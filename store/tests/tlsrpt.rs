@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
-use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachments};
+use dmarcpipe_ingest::testkit::{ReportBuilder, Rng, gzip, mail_with_attachments, zip};
 use dmarcpipe_store::rollup::{Count, RollupFilter};
 use dmarcpipe_store::tlsrpt::{self, TlsKey, TlsRollupRow};
 use dmarcpipe_store::{InputResult, Outcome, Store};
@@ -282,6 +282,44 @@ async fn a_streamed_input_stores_its_tls_report_beside_a_streamed_aggregate_repo
         (second.outcome, second.reports_stored, second.reports_duplicate, second.duplicate_of),
         (Outcome::Duplicate, 0, 2, Some(first.input))
     );
+}
+
+/// A small archive of TLS reports with more failure details than an input read whole may
+/// hold is streamed: its reports are written in batches with the others, the same report again
+/// in it is a duplicate, and every row is there.
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn tls_reports_with_many_failures_in_an_archive_are_streamed_in_batches(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let report = |id: &str| {
+        let mut report = sample_json("dane-tlsa-failures.json");
+        report["report-id"] = json!(id);
+        let detail = report["policies"][0]["failure-details"][0].clone();
+        report["policies"][0]["failure-details"] = Value::Array(vec![detail; 8_000]);
+        report.to_string()
+    };
+    let (a, b, c) = (report("many-a"), report("many-b"), report("many-c"));
+    let archive = zip(&[
+        ("a.json", a.as_bytes()),
+        ("b.json", b.as_bytes()),
+        ("c.json", c.as_bytes()),
+        ("again.json", a.as_bytes()),
+    ]);
+    assert!(archive.len() < 1 << 20, "{} bytes", archive.len());
+    let result = ingest(&store, bytes("many.zip", archive)).await;
+    assert_eq!(
+        (result.outcome, result.reports_stored, result.reports_duplicate),
+        (Outcome::Stored, 3, 1),
+        "{result:?}"
+    );
+    let (reports, failures): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tls_reports WHERE input = $1), \
+         (SELECT count(*) FROM tls_failures f JOIN tls_reports r ON r.id = f.report WHERE r.input = $1)",
+    )
+    .bind(result.input)
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!((reports, failures), (3, 24_000));
 }
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]

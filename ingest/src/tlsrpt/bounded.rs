@@ -3,7 +3,9 @@
 //! Input: a `BufRead` (already decompressed and held to the input's decompression budget).
 //! Output: the document's bytes, or a [`IngestError::Limit`] as soon as the stream breaks a
 //! limit: its size, its nesting depth, the members of one array or object, the number of
-//! values or of objects in the whole document. The check runs on the bytes as they arrive, so a bomb of
+//! values or of objects in the whole document; or `None` as soon as it is larger than what the
+//! input may still hold in memory (then it is to be read another way, or refused by the
+//! caller). The check runs on the bytes as they arrive, so a bomb of
 //! deep nesting (`[[[[…`) stops at the first bracket past the depth limit and a huge array
 //! at its first member past the cap, after reading only that far.
 //!
@@ -136,14 +138,19 @@ impl Scan {
     }
 }
 
-/// Reads `reader` to its end under `limits`; see the module documentation.
-pub(crate) fn read_json(reader: &mut dyn BufRead, limits: &TlsLimits) -> Result<Vec<u8>, IngestError> {
+/// Reads `reader` to its end under `limits`, or up to `hold` bytes (`None` past them); see the
+/// module documentation.
+pub(crate) fn read_json(
+    reader: &mut dyn BufRead,
+    limits: &TlsLimits,
+    hold: u64,
+) -> Result<Option<Vec<u8>>, IngestError> {
     let mut bytes = Vec::new();
     let mut scan = Scan::default();
     loop {
         let chunk = reader.fill_buf().map_err(|err| from_io(err, "JSON document"))?;
         if chunk.is_empty() {
-            return Ok(bytes);
+            return Ok(Some(bytes));
         }
         let taken = chunk.len();
         if (bytes.len() + taken) as u64 > limits.max_bytes {
@@ -151,6 +158,9 @@ pub(crate) fn read_json(reader: &mut dyn BufRead, limits: &TlsLimits) -> Result<
                 format!("JSON document of more than {}", format_size(limits.max_bytes)),
                 format!("{} for a TLS report", format_size(limits.max_bytes)),
             ));
+        }
+        if (bytes.len() + taken) as u64 > hold {
+            return Ok(None);
         }
         scan.feed(chunk, limits)?;
         bytes.extend_from_slice(chunk);
@@ -163,7 +173,7 @@ mod tests {
     use super::*;
 
     fn read(text: &[u8], limits: &TlsLimits) -> Result<Vec<u8>, IngestError> {
-        read_json(&mut &text[..], limits)
+        read_json(&mut &text[..], limits, u64::MAX).map(|bytes| bytes.expect("no memory cap"))
     }
 
     #[test]
@@ -178,7 +188,7 @@ mod tests {
         assert!(read(b"[[[[1]]]]", &limits).is_ok());
         // A reader that would go on for ever: the scan must stop it.
         let mut endless = std::io::BufReader::with_capacity(64, std::io::repeat(b'['));
-        let err = read_json(&mut endless, &limits).expect_err("a bomb");
+        let err = read_json(&mut endless, &limits, u64::MAX).expect_err("a bomb");
         assert!(err.to_string().contains("JSON nesting exceeds the limit of 4 levels"), "{err}");
     }
 
@@ -203,6 +213,15 @@ mod tests {
         assert!(read(br#"[{},{},{"a":"{{{{"}]"#, &limits).is_ok());
         let err = read(b"[{},{},{},{}]", &limits).expect_err("too many objects");
         assert!(err.to_string().contains("3 objects"), "{err}");
+    }
+
+    #[test]
+    fn documents_larger_than_the_input_may_hold_are_not_read_on() {
+        assert_eq!(read_json(&mut &b"[1,2,3]"[..], &TlsLimits::default(), 7).expect("read"), Some(b"[1,2,3]".to_vec()));
+        assert_eq!(read_json(&mut &b"[1,2,3,4]"[..], &TlsLimits::default(), 7).expect("read"), None);
+        // The size cap is a refusal whatever the input may hold.
+        let limits = TlsLimits { max_bytes: 4, ..TlsLimits::default() };
+        assert!(read_json(&mut &b"[1,2,3,4]"[..], &limits, 7).is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! [`Opened::NotTlsReport`] for JSON (or text that merely starts like JSON) that is not a TLS
 //! report, or an [`IngestError`] for a TLS report that cannot be read, saying why.
 //!
+//! Memory: the document and its tree are held while it is read, up to [`HELD_PER_BYTE`] bytes
+//! per byte of it; a document for which what the input may still hold in memory does not
+//! suffice is [`Opened::OverMemory`] (the store then streams the input, with more room).
+//!
 //! Limits ([`TlsLimits`]): the document is read into memory only up to a size cap, and
 //! refused as soon as its nesting, the members of one array or object, or its number of values
 //! exceed their caps (module `bounded`), so that a JSON bomb stops early in bounded memory;
@@ -35,6 +39,7 @@ pub use model::{FailureDetail, PolicyType, ResultType, TlsPolicy, TlsReport};
 pub use parser::MAX_REPORT_SESSIONS;
 
 use crate::error::IngestError;
+use crate::limits::format_size;
 use crate::model::Warnings;
 use node::Node;
 
@@ -45,14 +50,32 @@ pub enum Opened {
     Report(Box<TlsReport>),
     /// Something else; says what.
     NotTlsReport(String),
+    /// Larger than what the input may still hold in memory allows: not read on. The error says
+    /// so, for a reader that cannot read the input another way.
+    OverMemory(IngestError),
 }
 
-/// Reads one JSON document; see the module documentation.
-pub fn parse(reader: &mut dyn BufRead, limits: &TlsLimits) -> Result<Opened, IngestError> {
+/// The most memory reading a TLS report holds per byte of its document: the bytes, the tree
+/// (measured: under 4 bytes per byte for the costliest documents within the caps), and the
+/// report being built.
+pub const HELD_PER_BYTE: u64 = 5;
+
+/// Reads one JSON document, holding at most `memory` bytes for it; see the module
+/// documentation.
+pub fn parse(reader: &mut dyn BufRead, limits: &TlsLimits, memory: u64) -> Result<Opened, IngestError> {
     let mut warnings = Warnings::new();
+    let Some(bytes) = bounded::read_json(reader, limits, memory / HELD_PER_BYTE)? else {
+        return Ok(Opened::OverMemory(IngestError::limit(
+            format!("a JSON document of more than {}", format_size(memory / HELD_PER_BYTE)),
+            format!(
+                "{} of memory left for the input, held {HELD_PER_BYTE} times over while a TLS report is read",
+                format_size(memory)
+            ),
+        )));
+    };
     // The bytes are dropped once the JSON value is built, before the report is: the three
     // never sit in memory together.
-    let value = match json_value(bounded::read_json(reader, limits)?, &mut warnings)? {
+    let value = match json_value(bytes, &mut warnings)? {
         Ok(value) => value,
         Err(what) => return Ok(Opened::NotTlsReport(what)),
     };

@@ -104,6 +104,14 @@ pub struct FailureDetail {
     pub raw: Vec<(String, String)>,
 }
 
+impl TlsReport {
+    /// The rows it takes in the database (the report, its policies, their failure details):
+    /// what it weighs beside the records of aggregate reports, for what an input may hold.
+    pub fn rows(&self) -> usize {
+        1 + self.policies.len() + self.failure_detail_count as usize
+    }
+}
+
 impl TlsPolicy {
     /// Sum of the failed-session-count of its failure details.
     pub fn detailed_failures(&self) -> i64 {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::*;
 
 fn parse_bytes(bytes: &[u8], limits: &TlsLimits) -> Result<Opened, IngestError> {
-    parse(&mut &bytes[..], limits)
+    parse(&mut &bytes[..], limits, u64::MAX)
 }
 
 fn read(value: Value) -> TlsReport {
@@ -378,6 +378,18 @@ fn what_the_database_could_not_sum_or_index_is_refused() {
 }
 
 #[test]
+fn a_report_larger_than_the_memory_left_is_not_read_on() {
+    let text = rfc_example().to_string();
+    let size = text.len() as u64;
+    let enough = parse(&mut text.as_bytes(), &TlsLimits::default(), size * HELD_PER_BYTE);
+    assert!(matches!(enough, Ok(Opened::Report(_))), "{enough:?}");
+    match parse(&mut text.as_bytes(), &TlsLimits::default(), size * HELD_PER_BYTE - 1) {
+        Ok(Opened::OverMemory(err)) => assert!(err.to_string().contains("of memory left for the input"), "{err}"),
+        other => panic!("read on: {other:?}"),
+    }
+}
+
+#[test]
 fn reports_that_cannot_be_read_are_refused_with_the_reason() {
     let mut value = rfc_example();
     value.as_object_mut().expect("an object").remove("report-id");
@@ -463,4 +475,49 @@ fn bombs_fail_fast_with_a_limit() {
     value["policies"] = json!([policy.clone(), policy]);
     let Err(err) = parse_bytes(value.to_string().as_bytes(), &limits) else { panic!("six failure details") };
     assert!(err.to_string().contains("failure details"), "{err}");
+}
+
+/// A report with `details` failure details.
+fn report_with_failures(details: usize) -> Value {
+    let mut value = rfc_example();
+    let detail = value["policies"][0]["failure-details"][0].clone();
+    value["policies"][0]["failure-details"] = Value::Array(vec![detail; details]);
+    value["policies"][0]["summary"]["total-failure-session-count"] = json!(100 * details);
+    value
+}
+
+/// What the store's memory route may hold for an input is respected: a small gzip that
+/// unpacks to a large report, or many reports with many failure details, outgrow it (to be
+/// streamed), and a reader with too little memory records the limit.
+#[test]
+fn tls_reports_count_against_what_an_input_may_hold() {
+    use crate::envelope::{Envelope, Origin, Payload};
+    use crate::inspect::{Contents, Outgrown, inspect, inspect_up_to};
+    use crate::limits::Limits;
+    use crate::testkit::{gzip, zip};
+
+    let input = |name: &str, bytes: Vec<u8>| Envelope::new(Origin::File { path: name.into() }, Payload::Bytes(bytes));
+    let large = report_with_failures(4_000).to_string();
+    let packed = gzip(large.as_bytes());
+    assert!(packed.len() < 64 << 10 && large.len() > 512 << 10, "{} bytes, {} packed", large.len(), packed.len());
+    let limits = Limits::default();
+    // Memory for 8 times the gzip: not for the report it holds.
+    let memory = 8 * packed.len() as u64 + (256 << 10);
+    assert_eq!(inspect_up_to(&input("big.json.gz", packed.clone()), &limits, usize::MAX, memory).err(), Some(Outgrown));
+    let found = inspect_up_to(&input("big.json.gz", packed.clone()), &limits, usize::MAX, 64 << 20).expect("room");
+    assert_eq!(found.tls.len(), 1);
+
+    // Rows weigh like records: twenty reports of 5 rows each (one policy, three failures) are 100.
+    let small = rfc_example().to_string();
+    let names: Vec<String> = (0..20).map(|n| format!("r{n}.json")).collect();
+    let entries: Vec<(&str, &[u8])> = names.iter().map(|name| (name.as_str(), small.as_bytes())).collect();
+    let archive = zip(&entries);
+    assert!(inspect_up_to(&input("many.zip", archive.clone()), &limits, 100, 64 << 20).is_ok());
+    assert_eq!(inspect_up_to(&input("many.zip", archive), &limits, 99, 64 << 20).err(), Some(Outgrown));
+
+    // A reader that cannot read the input another way records the limit.
+    let tight = Limits { max_memory: 4 << 20, ..Limits::default() };
+    let found = inspect(&input("big.json.gz", packed), &tight);
+    assert_eq!(found.verdict, Contents::Rejected);
+    assert!(found.problems[0].content.to_string().contains("held 5 times over"), "{:?}", found.problems);
 }
