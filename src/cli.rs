@@ -49,7 +49,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
-    /// Unpack and parse inputs without a database and print what was found, as JSON.
+    /// Unpack and parse inputs without a database and print what was found: one JSON array
+    /// with an object per input (a file, a message of an mbox or maildir), or JSON Lines.
     Parse(ParseArgs),
 }
 
@@ -260,8 +261,13 @@ pub struct ReprocessArgs {
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {
+    /// Files, directories, mbox files, maildirs.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// One JSON object per line (JSON Lines) instead of one JSON array.
+    #[arg(long)]
+    pub jsonl: bool,
 
     /// Skip files found in directories whose name matches (`*` is a wildcard); repeatable.
     #[arg(long, value_name = "PATTERN")]

@@ -214,12 +214,46 @@ fn without_a_database_commands_say_so() {
 }
 
 #[test]
-fn parse_needs_no_database() {
+fn parse_needs_no_database_and_prints_one_json_array() {
     let output = Dmarcpipe::without_database().run(&["parse", path(&samples().join("multi-report.zip"))]);
     assert_eq!(code(&output), 0);
     let parsed = json(&output);
-    assert_eq!(parsed["inspection"]["verdict"], "reports");
-    assert_eq!(parsed["inspection"]["reports"].as_array().expect("reports").len(), 2);
+    assert_eq!(parsed.as_array().map(Vec::len), Some(1), "{parsed}");
+    assert_eq!(parsed[0]["inspection"]["verdict"], "reports");
+    assert_eq!(parsed[0]["inspection"]["reports"].as_array().expect("reports").len(), 2);
+
+    // Several files, an mbox and a directory: still one JSON document, an object per input.
+    let several = Dmarcpipe::without_database().run(&[
+        "parse",
+        EXCLUDE_EXPECTED[0],
+        EXCLUDE_EXPECTED[1],
+        path(&samples().join("mailru.xml")),
+        path(&samples().join("several.mbox")),
+        path(&samples().join("maildir")),
+    ]);
+    assert_eq!(code(&several), 0, "{}", String::from_utf8_lossy(&several.stderr));
+    let inputs = json(&several);
+    let inputs = inputs.as_array().expect("an array");
+    assert_eq!(inputs.len(), 1 + 4 + 3);
+    assert!(inputs.iter().all(|input| input["inspection"]["verdict"].is_string()), "{inputs:?}");
+
+    // The same as JSON Lines: one object per line.
+    let lines = Dmarcpipe::without_database().run(&[
+        "parse",
+        "--jsonl",
+        path(&samples().join("several.mbox")),
+        path(&samples().join("rejected/xxe.xml")),
+    ]);
+    assert_eq!(code(&lines), 1, "a rejected input: exit 1");
+    let text = String::from_utf8_lossy(&lines.stdout);
+    let objects: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).expect("each line is a JSON object")).collect();
+    assert_eq!(objects.len(), 5, "{text}");
+    assert_eq!(objects[4]["inspection"]["verdict"], "rejected");
+
+    // Nothing found is an empty array, still JSON.
+    let empty = tempfile::tempdir().expect("a temp dir");
+    assert_eq!(json(&Dmarcpipe::without_database().run(&["parse", path(empty.path())])), serde_json::json!([]));
 }
 
 #[sqlx::test]
