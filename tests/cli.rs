@@ -147,7 +147,34 @@ async fn reports_come_as_table_csv_and_json_with_filters(pool: PgPool) {
 
     let bad = dmarcpipe.run(&["report", "--by", "org", "--since", "last tuesday"]);
     assert_eq!(code(&bad), 2);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("--since") && said.contains("yesterday"), "{said}");
+    // A range that selects no day is an error, not an empty report.
+    for args in [["report", "--by", "org"].as_slice(), ["forensic", "list"].as_slice()] {
+        let backwards = dmarcpipe.run(&[args, &["--since", "2026-11-05", "--until", "2026-11-01"]].concat());
+        assert_eq!(code(&backwards), 2, "{args:?}");
+        let said = String::from_utf8_lossy(&backwards.stderr);
+        assert!(said.contains("--since 2026-11-05 is not before --until 2026-11-01"), "{said}");
+    }
+
+    // Records without a DMARC evaluation have the result `unknown`; records without a source
+    // address have no source: null in JSON, empty in CSV, said in words in a table.
+    let results = json(&dmarcpipe.run(&["report", "--by", "result", "--format", "json"]));
+    let unknown =
+        scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records WHERE dmarc_result IS NULL").await;
+    assert!(unknown > 0);
+    let row = results.as_array().expect("rows").iter().find(|row| row["result"] == "unknown").expect("unknown");
+    assert_eq!(row["messages"].as_i64(), Some(unknown));
+    let sources = json(&dmarcpipe.run(&["report", "--by", "source", "--format", "json"]));
+    let without = scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records WHERE source_ip IS NULL").await;
+    let row = sources.as_array().expect("rows").iter().find(|row| row["source"].is_null()).expect("a null source");
+    assert_eq!(row["messages"].as_i64(), Some(without));
+    assert!(sources.as_array().expect("rows").iter().all(|row| row["source"] != "unknown"));
+    let csv =
+        String::from_utf8_lossy(&dmarcpipe.run(&["report", "--by", "source", "--format", "csv"]).stdout).into_owned();
+    assert!(csv.lines().any(|line| line.starts_with(&format!(",{without},"))), "{csv}");
+    let table = String::from_utf8_lossy(&dmarcpipe.run(&["report", "--by", "source"]).stdout).into_owned();
+    assert!(table.lines().any(|line| line.trim_start().starts_with("(no address)")), "{table}");
 }
 
 #[sqlx::test]
@@ -207,10 +234,74 @@ async fn settings_come_from_flags_then_environment_then_config_file(pool: PgPool
 }
 
 #[test]
+fn help_shows_what_each_command_takes_and_no_values_of_variables() {
+    let dmarcpipe = Dmarcpipe::without_database()
+        .env("DATABASE_URL", "postgres://dmarc:s3cret@db.example/dmarc")
+        .env("DMARCPIPE_CONFIG", "/etc/dmarcpipe-secret.toml")
+        .env("DMARCPIPE_MAX_XML_DEPTH", "12345");
+    let commands: [&[&str]; 11] = [
+        &[],
+        &["migrate"],
+        &["import"],
+        &["report"],
+        &["forensic", "list"],
+        &["forensic", "show"],
+        &["keygen"],
+        &["serve"],
+        &["fetch"],
+        &["reprocess"],
+        &["parse"],
+    ];
+    for command in commands {
+        let output = dmarcpipe.run(&[command, &["--help"]].concat());
+        assert_eq!(code(&output), 0, "{command:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        // clap prints `[env: NAME=value]`, and `[env: NAME=]` for a variable that is not set.
+        assert!(!help.contains("=]") && !help.contains("s3cret") && !help.contains("12345"), "{command:?}: {help}");
+        assert!(!help.contains("secret.toml"), "{command:?}: {help}");
+        let uses_a_database = !matches!(command, ["parse"] | ["keygen"]);
+        assert_eq!(help.contains("--database-url"), uses_a_database, "{command:?}: {help}");
+    }
+    // A usage error with DATABASE_URL set: the usage line shows what is required, and only that.
+    for (command, usage) in [
+        (&["import"][..], "Usage: dmarcpipe import <PATH>..."),
+        (&["forensic", "show"][..], "Usage: dmarcpipe forensic show --identity <FILE> <ID>"),
+    ] {
+        let output = dmarcpipe.run(command);
+        assert_eq!(code(&output), 2);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.lines().any(|line| line == usage), "{said}");
+    }
+}
+
+#[test]
 fn without_a_database_commands_say_so() {
     let output = Dmarcpipe::without_database().run(&["report", "--by", "org"]);
     assert_eq!(code(&output), 2);
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn a_database_that_is_down_is_named_and_the_local_one_says_how_to_start_it() {
+    // A project whose local cluster (scripts/db.sh, .pgdata) is not running.
+    let project = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir_all(project.path().join("scripts")).expect("created");
+    std::fs::write(project.path().join("scripts/db.sh"), "#!/bin/sh\n").expect("written");
+    let url = format!("postgres://postgres@localhost:54329/dmarcpipe?host={}/.pgdata", project.path().display());
+    let output = Dmarcpipe::without_database().env("DATABASE_URL", &url).run(&["report", "--by", "org"]);
+    assert_eq!(code(&output), 2);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("cannot open the database at {url}: ")), "{said}");
+    let start = format!("start it with `{}/scripts/db.sh up`", project.path().display());
+    assert!(said.contains(&start), "{said}");
+
+    // Elsewhere: the URL without its password, and the MTA told to retry.
+    let elsewhere = "postgres://dmarc:hunter2@localhost/dmarc?host=/nonexistent/socket/dir";
+    let output = Dmarcpipe::without_database().env("DATABASE_URL", elsewhere).run_with_stdin(&["import", "-"], b"x");
+    assert_eq!(code(&output), 75);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("postgres://dmarc@localhost/dmarc?host=/nonexistent/socket/dir"), "{said}");
+    assert!(!said.contains("hunter2") && !said.contains("start it with"), "{said}");
 }
 
 #[test]
