@@ -1318,6 +1318,65 @@ def quirk_mails(q):
                                         to="dmarc-reports@example.com", arrived=b + DAY + 2900,
                                         text="DMARC aggregate report (the saved mail starts with a blank line)."))
 
+    # signed-with-pdf-summary.eml (issue 10): a report mail, S/MIME-signed, with a PDF summary
+    # beside its gzip report: the summary and the signature are not presented as the report
+    # (a part presented so by the subject alone is one only when nothing else can be read)
+    d = "example.com"
+    b = day(15)
+    org = "signed.reporter.example"
+    rid = f"sr-{b}-15"
+    xml = small(q + "signed-with-pdf-summary.eml", org, rid, d, b, typical(d, q + "signed-with-pdf-summary.eml",
+                                                                            "reject", "own esp spoof"))
+    name = f"{org}!{d}!{b}!{b + DAY - 1}.xml.gz"
+    arrived = b + DAY + 4100
+    pdf = b"%PDF-1.4\n" + junk("signed-with-pdf-summary.pdf", 500)
+    p7s = b"\x30\x82\x05\x8a\x06\x09" + junk("signed-with-pdf-summary.p7s", 400)
+    write(q + "signed-with-pdf-summary.eml", f"""Return-Path: <dmarc-noreply@{org}>
+Received: from mail.{org} (mail.{org} [198.51.100.150])
+\tby mx.{d} (Postfix) with ESMTPS id 2B3C4D5E6F
+\tfor <dmarc-reports@{d}>; {maildate(arrived)}
+From: DMARC Reports <dmarc-noreply@{org}>
+To: dmarc-reports@{d}
+Subject: Report Domain: {d} Submitter: {org} Report-ID: <{rid}>
+Date: {maildate(arrived - 20)}
+Message-ID: <{rid}@{org}>
+MIME-Version: 1.0
+Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256;
+\tboundary="signed-15"
+
+This is a cryptographically signed message in MIME format.
+
+--signed-15
+Content-Type: multipart/mixed; boundary="mixed-15"
+
+--mixed-15
+Content-Type: text/plain; charset=us-ascii
+
+The DMARC aggregate report for {d} is attached, with a summary as PDF.
+
+--mixed-15
+Content-Type: application/gzip; name="{name}"
+Content-Disposition: attachment; filename="{name}"
+Content-Transfer-Encoding: base64
+
+{b64(gz(xml))}
+--mixed-15
+Content-Type: application/pdf; name="summary"
+Content-Disposition: attachment; filename="summary"
+Content-Transfer-Encoding: base64
+
+{b64(pdf)}
+--mixed-15--
+
+--signed-15
+Content-Type: application/pkcs7-signature; name="smime.p7s"
+Content-Disposition: attachment; filename="smime.p7s"
+Content-Transfer-Encoding: base64
+
+{b64(p7s)}
+--signed-15--
+""")
+
     # base64-no-padding.eml (M10)
     d = "example.com"
     b = day(25, 10)

@@ -9,9 +9,10 @@
 //! checked by [`super::mime_scan`] before mail-parser sees the mail.
 //!
 //! A part that the mail presents as a report ([`presented_as_report`]: a zip, gzip or XML
-//! type or name, or an attachment of a mail whose subject is a report's) must hold a
-//! container or a document: when its bytes are none of these, it is a problem naming the part
-//! (the input is rejected and kept), not a part that is simply not a report. Blank lines before
+//! type or name, or, when nothing else in the mail can be read, an attachment of a mail whose
+//! subject is a report's) must hold a container or a document: when its bytes are none of
+//! these, it is a problem naming the part (the input is rejected and kept), not a part that is
+//! simply not a report. Blank lines before
 //! the header section (mail saved by some tools) are skipped with a warning.
 
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -103,12 +104,17 @@ fn walk_message<V: Visitor>(
         return Ok(());
     }
     let report_subject = message.subject().is_some_and(is_report_subject);
+    // Parts presented as a report by the subject alone, unreadable: a problem only when nothing
+    // else in the mail could be read either (see `Presented::BySubject`).
+    let mut by_subject: Vec<(String, String, &'static str)> = Vec::new();
+    let mut readable = false;
     for (index, part) in message.parts.iter().enumerate() {
         let label = describe(part, index);
         let part_location = format!("{location} > {label}");
         match &part.body {
             PartType::Multipart(_) => {}
             PartType::Message(nested) => {
+                readable = true;
                 let nested_base = if part.encoding == Encoding::None { part.offset_body as usize } else { 0 };
                 walk_message(
                     unpacker,
@@ -131,21 +137,47 @@ fn walk_message<V: Visitor>(
                         format!("{part_location}: base64 with missing padding or stray characters decoded leniently"),
                     );
                 }
-                if let Some(presented) = presented_as_report(part, report_subject)
-                    && let Some(content) = unreadable(&decoded)
-                {
-                    let reason =
-                        format!("presented as a report {presented}, but it holds {content}, not zip, gzip or XML");
-                    unpacker
-                        .visitor
-                        .problem(&part_location, IngestError::Corrupt { format: "report attachment", reason })?;
-                    continue;
+                match (unreadable(&decoded), presented_as_report(part, report_subject)) {
+                    (Some(content), Some(Presented::Itself(why))) => {
+                        unpacker.visitor.problem(&part_location, not_a_report(&why, content))?;
+                        continue;
+                    }
+                    (Some(content), Some(Presented::BySubject(why))) => {
+                        by_subject.push((part_location, why, content));
+                        continue;
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => readable = true,
                 }
                 unpacker.bytes(&decoded, &part_location, depth + 1)?;
             }
         }
     }
+    for (part_location, why, content) in by_subject {
+        if readable {
+            unpacker.visitor.skipped(&part_location, content)?;
+        } else {
+            unpacker.visitor.problem(&part_location, not_a_report(&why, content))?;
+        }
+    }
     Ok(())
+}
+
+/// The problem of a part presented as a report (`why`) that holds `content`.
+fn not_a_report(why: &str, content: &str) -> IngestError {
+    let reason = format!("presented as a report {why}, but it holds {content}, not zip, gzip or XML");
+    IngestError::Corrupt { format: "report attachment", reason }
+}
+
+/// Why a part is presented as a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presented {
+    /// By its own type or name: when it cannot be read, that is a problem.
+    Itself(String),
+    /// By the subject of its mail alone: a problem only when nothing else in the mail can be
+    /// read either, since a report mail may carry a signature or a PDF summary beside the
+    /// report.
+    BySubject(String),
 }
 
 /// Content types reporters give zip, gzip and XML reports.
@@ -166,16 +198,19 @@ const REPORT_TYPES: &[&str] = &[
 /// Why a part is presented as a report, if it is: by its type, by its name (`.zip`, `.gz`,
 /// `.xml`, or Google's `org!domain!begin!end`), or, for an `application/*` part, by the
 /// subject of its mail (`report_subject`, see [`is_report_subject`]). Text and HTML parts of
-/// a report mail are its human-readable summary, never presented as the report by the subject.
-fn presented_as_report(part: &MessagePart<'_>, report_subject: bool) -> Option<String> {
+/// a report mail are its human-readable summary, and signatures sign it: never presented as
+/// the report by the subject.
+fn presented_as_report(part: &MessagePart<'_>, report_subject: bool) -> Option<Presented> {
     let content_type = content_type(part);
     let name = part.attachment_name().filter(|name| is_report_name(name));
     match (REPORT_TYPES.contains(&content_type.as_str()), name) {
-        (true, Some(name)) => Some(format!("by its type {content_type} and its name \"{name}\"")),
-        (true, None) => Some(format!("by its type {content_type}")),
-        (false, Some(name)) => Some(format!("by its name \"{name}\"")),
-        (false, None) if report_subject && content_type.starts_with("application/") => {
-            Some(format!("by the subject of its mail, as its {content_type} attachment"))
+        (true, Some(name)) => Some(Presented::Itself(format!("by its type {content_type} and its name \"{name}\""))),
+        (true, None) => Some(Presented::Itself(format!("by its type {content_type}"))),
+        (false, Some(name)) => Some(Presented::Itself(format!("by its name \"{name}\""))),
+        (false, None)
+            if report_subject && content_type.starts_with("application/") && !content_type.ends_with("-signature") =>
+        {
+            Some(Presented::BySubject(format!("by the subject of its mail, as its {content_type} attachment")))
         }
         (false, None) => None,
     }
@@ -206,11 +241,12 @@ fn is_report_subject(subject: &str) -> bool {
     !is_reply && joined.contains("report domain:") && joined.contains("report-id:")
 }
 
-/// What content that cannot be a report is, by its first bytes; `None` for a container or a
-/// document (gzip, zip, mail, XML, JSON), which are read as usual.
+/// What content that cannot be a report is, by its first bytes (in the words of
+/// `Unpacker::leaf`, which skips it); `None` for a container or a document (gzip, zip, mail,
+/// XML, JSON), which are read as usual.
 fn unreadable(bytes: &[u8]) -> Option<&'static str> {
     match sniff(&bytes[..bytes.len().min(SNIFF_BYTES)]) {
-        Content::Empty => Some("nothing"),
+        Content::Empty => Some("empty content"),
         Content::Text => Some("plain text"),
         Content::Html => Some("HTML"),
         Content::Binary => Some("binary data of an unknown kind"),
