@@ -358,6 +358,9 @@ pub struct LimitArgs {
     /// Largest rejected input whose bytes are kept for reprocessing.
     #[arg(long, env = "DMARCPIPE_MAX_KEPT_BYTES", value_name = "SIZE", value_parser = size)]
     pub max_kept_bytes: Option<u64>,
+    /// Memory for inputs in flight, all together (one input may use half).
+    #[arg(long, env = "DMARCPIPE_MAX_MEMORY", value_name = "SIZE", value_parser = size)]
+    pub max_memory: Option<u64>,
 }
 
 fn size(text: &str) -> Result<u64, String> {

@@ -366,6 +366,7 @@ impl FileConfig {
             max_mime_parts,
             max_xml_depth,
             max_kept_bytes,
+            max_memory,
         } = args.clone();
         override_with(&mut limits.max_message_bytes, max_message_bytes);
         override_with(&mut limits.max_decompressed_bytes, max_decompressed_bytes);
@@ -376,6 +377,7 @@ impl FileConfig {
         override_with(&mut limits.max_mime_parts, max_mime_parts);
         override_with(&mut limits.max_xml_depth, max_xml_depth);
         override_with(&mut limits.max_kept_bytes, max_kept_bytes);
+        override_with(&mut limits.max_memory, max_memory);
         limits
     }
 }

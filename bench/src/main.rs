@@ -10,8 +10,10 @@
 //!
 //! The corpus: N files (default 2,000) mixing 1-5-record reports (`small/`) with about 1 % of
 //! reports of 2,000-3,000 records (`medium/`), as plain XML, gzip, zip and mail with a gzip
-//! attachment; and `large/`, one gzip report of a million records. The run imports each
-//! directory into the same fresh database and reports each phase and the 2,000 files together. Sources come from the benchmarking
+//! attachment; `large/`, one gzip report of a million records; and `memory/`, inputs shaped to
+//! make memory grow (see `memory.rs`). The run imports each directory into the same fresh
+//! database and reports each phase and the 2,000 files together, then the memory phases, each
+//! input alone, and `serve` receiving several of them at once. Sources come from the benchmarking
 //! range 198.18.0.0/15 (RFC 2544) and 2001:db8::/32, domains from example.com/net/org.
 //! Everything is derived from a fixed seed, so two runs measure the same bytes.
 //!
@@ -19,6 +21,7 @@
 //! (`make bench-imap`) measures `dmarcpipe fetch` against a real Dovecot: see `imap.rs`.
 
 mod imap;
+mod memory;
 mod smtp;
 
 use std::fs;
@@ -86,6 +89,7 @@ fn generate(dir: &Path, files: u64, large_records: u64) -> Result<()> {
         "medium": { "files": medium_tally.0, "records": medium_tally.1 },
         "large": { "files": 1, "records": large_records, "xml_bytes": xml.len() },
     });
+    memory::generate(&dir.join("memory"))?;
     fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
     println!(
         "generated {} small and {} large report files ({} records), and one report of {large_records} records \
@@ -215,7 +219,8 @@ fn run(binary: &Path, corpus: &Path, jobs: Option<u32>) -> Result<()> {
         Ok(())
     })();
     drop_database(&admin, &database)?;
-    result
+    result?;
+    memory::run(binary, corpus)
 }
 
 fn main() -> Result<()> {

@@ -33,14 +33,14 @@ pub(crate) fn messages(count: usize) -> Vec<Vec<u8>> {
 }
 
 /// The message as DATA sends it, with the final dot.
-fn data_of(message: &[u8]) -> Vec<u8> {
+pub(crate) fn data_of(message: &[u8]) -> Vec<u8> {
     let mut data = smtp_data(message);
     data.extend_from_slice(b".\r\n");
     data
 }
 
 /// One SMTP session delivering one message; the reply to its end of DATA.
-fn deliver(server: SocketAddr, data: &[u8], client: usize) -> Result<String> {
+pub(crate) fn deliver(server: SocketAddr, data: &[u8], client: usize) -> Result<String> {
     let stream = TcpStream::connect(server).context("connecting")?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -79,7 +79,7 @@ fn deliver(server: SocketAddr, data: &[u8], client: usize) -> Result<String> {
 
 /// `dmarcpipe serve` on a loopback port; returns the child and its SMTP address. Every client
 /// comes from 127.0.0.1 here, so the per-address session cap is raised to the client count.
-fn start_server(binary: &Path, url: &str, clients: usize) -> Result<(Child, SocketAddr)> {
+pub(crate) fn start_server(binary: &Path, url: &str, clients: usize) -> Result<(Child, SocketAddr)> {
     let config = std::env::temp_dir().join(format!("dmarcpipe-bench-smtp-{}.toml", std::process::id()));
     std::fs::write(&config, format!("[smtp]\nmax_sessions = {0}\nmax_sessions_per_ip = {0}\n", clients.max(100)))?;
     let mut child = Command::new(binary)
@@ -114,7 +114,7 @@ fn start_server(binary: &Path, url: &str, clients: usize) -> Result<(Child, Sock
 }
 
 /// `VmHWM` of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
+pub(crate) fn peak_rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {

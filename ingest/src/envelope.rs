@@ -126,6 +126,14 @@ impl Envelope {
         tracing::info_span!("input", channel = self.origin.channel(), origin = %self.origin, input = tracing::field::Empty)
     }
 
+    /// The input's size in bytes (0 for a file that cannot be read: reading it reports why).
+    pub fn size(&self) -> u64 {
+        match &self.payload {
+            Payload::Bytes(bytes) => bytes.len() as u64,
+            Payload::File(path) => std::fs::metadata(path).map_or(0, |metadata| metadata.len()),
+        }
+    }
+
     /// Hashes the input (reading a file payload once, in 256 KiB steps).
     pub fn fingerprint(&self) -> Result<Fingerprint, IngestError> {
         let mut hasher = Sha256::new();

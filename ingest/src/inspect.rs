@@ -148,10 +148,16 @@ impl Sink for Inspection {
 pub struct Outgrown;
 
 /// [`inspect`], giving up as soon as the input's reports hold more than `max_records` records
-/// together (the store then streams the input instead).
-pub fn inspect_up_to(envelope: &Envelope, limits: &Limits, max_records: usize) -> Result<Inspection, Outgrown> {
+/// together, or reading it would hold more than `memory` bytes of it at once (the store then
+/// streams the input instead).
+pub fn inspect_up_to(
+    envelope: &Envelope,
+    limits: &Limits,
+    max_records: usize,
+    memory: u64,
+) -> Result<Inspection, Outgrown> {
     let mut collector = Bounded { inspection: Inspection::default(), records_left: max_records };
-    read::read(envelope, limits, &mut collector)?;
+    read::read_within(envelope, limits, memory, &mut collector)?;
     Ok(collector.inspection.classify())
 }
 
@@ -186,5 +192,9 @@ impl Sink for Bounded {
 
     fn warning(&mut self, code: &'static str, message: String) {
         self.inspection.warning(code, message);
+    }
+
+    fn over_memory(&mut self) -> Result<(), Outgrown> {
+        Err(Outgrown)
     }
 }

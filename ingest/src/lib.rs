@@ -13,11 +13,14 @@
 //! - [`aggregate`]: the streaming RUA XML parser.
 //! - [`forensic`]: failure (RUF) reports: ARF and plain text.
 //! - [`model`]: the normalized report types, enumerations and warnings.
+//! - [`outcome`]: what became of an input (decided by the store, acted on by the channels).
 //! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
-//! - [`limits`] and [`error`]: safety caps and the error type.
+//! - [`limits`] and [`error`]: safety caps and the error type; [`budget`]: the memory budget
+//!   of the whole process.
 //! - `testkit` (feature `testkit`): report inputs made to order for tests and the benchmark.
 
 pub mod aggregate;
+pub mod budget;
 pub mod charset;
 pub mod envelope;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod intake;
 pub mod limits;
 pub mod model;
 pub(crate) mod normalize;
+pub mod outcome;
 pub mod read;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

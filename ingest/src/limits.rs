@@ -37,6 +37,29 @@ pub struct Limits {
     /// Largest rejected input whose bytes are kept for `dmarcpipe reprocess`.
     #[serde(deserialize_with = "size")]
     pub max_kept_bytes: u64,
+    /// The memory budget of the whole process for inputs in flight (see [`crate::budget`]):
+    /// inputs wait for room beyond it, SMTP messages are answered `451`. One input may use
+    /// half of it ([`Limits::memory_per_input`]).
+    #[serde(deserialize_with = "size")]
+    pub max_memory: u64,
+}
+
+/// What streaming an input takes beside what it holds (channel, flush buffer, rollup sums,
+/// decompression and parser buffers), within [`Limits::memory_per_input`].
+pub const STREAMING_BUFFERS: u64 = 64 << 20;
+
+impl Limits {
+    /// The most one input may take: half the budget, so that a large input leaves room for
+    /// small ones.
+    pub fn memory_per_input(&self) -> u64 {
+        self.max_memory / 2
+    }
+
+    /// The most of one input that unpacking may hold in memory at once (the input itself,
+    /// mails and archives read from a stream, decoded parts), beside its streaming buffers.
+    pub fn held_per_input(&self) -> u64 {
+        self.memory_per_input().saturating_sub(STREAMING_BUFFERS).max(1 << 20)
+    }
 }
 
 /// Sizes in configuration files: a number of bytes or a string such as `"64MiB"`.
@@ -61,7 +84,7 @@ pub fn optional_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resul
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_message_bytes: 256 << 20,
+            max_message_bytes: 64 << 20,
             max_decompressed_bytes: 2 << 30,
             max_compression_ratio: 250,
             max_zip_entries: 1000,
@@ -70,6 +93,7 @@ impl Default for Limits {
             max_mime_parts: 500,
             max_xml_depth: 32,
             max_kept_bytes: 64 << 20,
+            max_memory: 512 << 20,
         }
     }
 }

@@ -51,11 +51,25 @@ pub trait Sink {
     /// A tolerated oddity of the container (junk after gzip data, lenient base64), with a
     /// stable code and a message naming where it was.
     fn warning(&mut self, code: &'static str, message: String);
+
+    /// Reading on would hold more of the input in memory than the reader allows
+    /// ([`read_within`]): `Err` to stop (the input is to be read another way), `Ok` to have the
+    /// part recorded as a problem (a limit) and go on.
+    fn over_memory(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
-/// Reads `envelope` and hands everything in it to `sink`.
+/// Reads `envelope` and hands everything in it to `sink`, holding at most
+/// [`Limits::held_per_input`] of it in memory.
 pub fn read<S: Sink>(envelope: &Envelope, limits: &Limits, sink: &mut S) -> Result<(), S::Error> {
-    unpack::unpack(envelope, limits, &mut Dispatch { sink, limits })
+    read_within(envelope, limits, limits.held_per_input(), sink)
+}
+
+/// [`read`], holding at most `memory` bytes of the input in memory at once (the input itself,
+/// mails and small archives inside it, decoded parts).
+pub fn read_within<S: Sink>(envelope: &Envelope, limits: &Limits, memory: u64, sink: &mut S) -> Result<(), S::Error> {
+    unpack::unpack(envelope, limits, memory.min(limits.held_per_input()), &mut Dispatch { sink, limits })
 }
 
 /// An aggregate report being read: its header is known, its records come one by one.
@@ -178,6 +192,10 @@ impl<S: Sink> Visitor for Dispatch<'_, S> {
 
     fn warning(&mut self, code: &'static str, message: String) {
         self.sink.warning(code, message);
+    }
+
+    fn over_memory(&mut self, _location: &str) -> Result<(), S::Error> {
+        self.sink.over_memory()
     }
 }
 

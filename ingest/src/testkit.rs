@@ -152,9 +152,18 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// A zip archive of deflated entries.
 pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_with(entries, zip::CompressionMethod::Deflated)
+}
+
+/// A zip archive of stored (not compressed) entries: as large as what it holds.
+pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_with(entries, zip::CompressionMethod::Stored)
+}
+
+fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_method(method)
         .last_modified_time(zip::DateTime::default());
     for (name, data) in entries {
         let _ = writer.start_file(*name, options);

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::Envelope;
-use dmarcpipe_ingest::intake::imap::{self, Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
-use dmarcpipe_store::{InputResult, Outcome, Store};
+use dmarcpipe_ingest::intake::imap::{Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
+use dmarcpipe_store::Store;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -44,28 +45,10 @@ impl Deliver for MailboxDelivery {
         results
             .into_iter()
             .map(|result| match result {
-                Ok(result) => Ok(delivered(&result)),
+                Ok(result) => Ok(result),
                 Err(err) => Err(NotStored { transient: err.is_transient(), reason: err.to_string() }),
             })
             .collect()
-    }
-}
-
-fn delivered(result: &InputResult) -> Delivered {
-    Delivered {
-        outcome: match result.outcome {
-            Outcome::Stored => imap::Outcome::Stored,
-            Outcome::Duplicate => imap::Outcome::Duplicate,
-            Outcome::NotReport => imap::Outcome::NotReport,
-            Outcome::Rejected => imap::Outcome::Rejected,
-        },
-        input: result.input,
-        reports: result.reports_stored,
-        forensic: result.forensic_stored,
-        duplicate_reports: result.reports_duplicate,
-        records: result.records,
-        messages: result.messages,
-        error: result.error.clone(),
     }
 }
 
@@ -107,8 +90,13 @@ fn chosen(config: &FileConfig, limits: &Limits, names: &[String]) -> Result<Vec<
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    let mailboxes = chosen(config, &limits, &args.mailboxes)?;
-    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?;
+    let mut mailboxes = chosen(config, &limits, &args.mailboxes)?;
+    // One memory budget for the messages fetched and the inputs being stored.
+    let budget = MemoryBudget::new(limits.max_memory);
+    for mailbox in &mut mailboxes {
+        mailbox.budget = Some(budget.clone());
+    }
+    let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?.with_memory_budget(budget);
     let delivery = Arc::new(MailboxDelivery { store, limits });
     let mut pollers = Vec::with_capacity(mailboxes.len());
     for settings in mailboxes {

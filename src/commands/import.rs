@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_ingest::intake::files::{Walk, WalkError};
 use dmarcpipe_ingest::limits::format_size;
@@ -110,7 +111,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let jobs = args.jobs.or(config.import.jobs).unwrap_or_else(default_jobs).max(1);
     // Files stay where they are until the run ends: commit each input without waiting for the
     // disk, and make everything durable once at the end (before the summary and exit code).
-    let store = connect_with(config, database_url, jobs as u32 + 2, Durability::EndOfBatch).await?;
+    let store = connect_with(config, database_url, jobs as u32 + 2, Durability::EndOfBatch)
+        .await?
+        .with_memory_budget(MemoryBudget::new(limits.max_memory));
     let started = Instant::now();
     let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal(), started);
 
@@ -325,7 +328,7 @@ async fn import_stdin(
         return Ok(exit::REJECTED);
     }
     let store = match connect(config, database_url, 2).await {
-        Ok(store) => store,
+        Ok(store) => store.with_memory_budget(MemoryBudget::new(limits.max_memory)),
         Err(err) => {
             eprintln!("dmarcpipe: {}; the message was not accepted, try again later", crate::describe(&err));
             return Ok(exit::TEMPFAIL);

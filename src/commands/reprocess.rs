@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_store::Outcome;
 use dmarcpipe_store::seal::Opener;
 use serde::Serialize;
@@ -29,7 +30,7 @@ struct Summary {
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReprocessArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
     let opener = args.identity.as_deref().map(Opener::from_file).transpose()?.map(Arc::new);
-    let store = connect(config, database_url, 4).await?;
+    let store = connect(config, database_url, 4).await?.with_memory_budget(MemoryBudget::new(limits.max_memory));
     let candidates = store.kept_rejected_inputs(&args.inputs).await.context("cannot list rejected inputs")?;
     if opener.is_none() && store.kept_inputs_sealed(&args.inputs).await.context("cannot list rejected inputs")? {
         bail!("the kept bytes of rejected inputs are sealed: give the age identity that opens them (-i FILE)");

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::{Envelope, Payload};
 use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Server, SmtpSettings, load_tls};
 use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
@@ -43,17 +44,25 @@ const MAX_REPLY_REASON: usize = 200;
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    let mailboxes = config.mailboxes(&limits)?;
+    let mut mailboxes = config.mailboxes(&limits)?;
     // Without listen addresses, serve may still watch mailboxes.
     let smtp =
         if listens(config, &args) || mailboxes.is_empty() { Some(settings(config, &args, &limits)?) } else { None };
+    // One memory budget for the messages arriving and the inputs being stored.
+    let budget = MemoryBudget::new(limits.max_memory);
+    for mailbox in &mut mailboxes {
+        mailbox.budget = Some(budget.clone());
+    }
     let (settings, addresses) = match smtp {
-        Some((settings, addresses)) => (Some(settings), addresses),
+        Some((mut settings, addresses)) => {
+            settings.budget = Some(budget.clone());
+            (Some(settings), addresses)
+        }
         None => (None, Vec::new()),
     };
     let section = &config.smtp;
     let connections = section.database_connections.unwrap_or(DEFAULT_CONNECTIONS).max(2) + mailboxes.len() as u32;
-    let store = connect(config, database_url, connections).await?;
+    let store = connect(config, database_url, connections).await?.with_memory_budget(budget);
 
     let mut listeners = Vec::new();
     for (address, protocol) in &addresses {

@@ -132,5 +132,5 @@ pub(crate) async fn record_refused(
     let payloads: Vec<PayloadRow<'_>> =
         payload.as_deref().map(|payload| PayloadRow { input: id, sealed: true, payload }).into_iter().collect();
     write::finish(tx, &[input_row(id, provenance, &outcome)], &payloads, &[], &[]).await?;
-    Ok(InputResult::new(id, &outcome))
+    Ok(outcome.result(id))
 }

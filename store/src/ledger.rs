@@ -237,7 +237,7 @@ impl Ledger {
             }
         }
         write::finish(tx, &rows, &payloads, &self.daily, &self.sources).await?;
-        Ok(self.entries.iter().zip(&outcomes).map(|(entry, outcome)| InputResult::new(entry.id, outcome)).collect())
+        Ok(self.entries.iter().zip(&outcomes).map(|(entry, outcome)| outcome.result(entry.id)).collect())
     }
 }
 

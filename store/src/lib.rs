@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -92,6 +93,8 @@ struct Inner {
     partitions: Mutex<HashSet<i32>>,
     /// The writers of [`Store::ingest`], started by its first call.
     batcher: OnceLock<Batcher>,
+    /// The memory budget every input reserves from (see `route`).
+    budget: OnceLock<MemoryBudget>,
 }
 
 /// A [`Store`] that does not keep it alive (for its own writers).
@@ -161,10 +164,22 @@ impl Store {
                 partition_pool,
                 partitions: Mutex::new(HashSet::new()),
                 batcher: OnceLock::new(),
+                budget: OnceLock::new(),
             }),
             sealer: None,
             patience: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Shares `budget` (`[limits] max_memory`) with the inputs stored from now on; without it
+    /// they reserve from a budget of the default size. Set it before the first input.
+    pub fn with_memory_budget(self, budget: MemoryBudget) -> Store {
+        let _ = self.inner.budget.set(budget);
+        self
+    }
+
+    pub(crate) fn budget(&self) -> &MemoryBudget {
+        self.inner.budget.get_or_init(|| MemoryBudget::new(Limits::default().max_memory))
     }
 
     /// How long the database may take to answer any one statement of an input (default 20
@@ -226,7 +241,8 @@ impl Store {
     /// see [`StoreError::is_transient`]). Inputs read whole are written together with the others
     /// that wait at the same moment (see `batch`).
     pub async fn ingest(&self, envelope: Envelope, limits: &Limits) -> Result<InputResult, StoreError> {
-        match Route::plan(self, envelope, limits).await? {
+        let (route, _reservation) = Route::plan(self, envelope, limits).await?;
+        match route {
             Route::Memory(prepared) => self.batcher().write(prepared).await,
             Route::Stream(streamed) => {
                 let (target, envelope) = *streamed;
@@ -244,22 +260,41 @@ impl Store {
     pub async fn ingest_many(&self, envelopes: Vec<Envelope>, limits: &Limits) -> Vec<Result<InputResult, StoreError>> {
         let mut results: Vec<Option<Result<InputResult, StoreError>>> = Vec::new();
         results.resize_with(envelopes.len(), || None);
-        let mut in_memory = Vec::new();
-        let mut streamed = Vec::new();
-        for (position, envelope) in envelopes.into_iter().enumerate() {
-            match Route::plan(self, envelope, limits).await {
-                Ok(Route::Memory(prepared)) => in_memory.push((position, *prepared)),
-                Ok(Route::Stream(input)) => streamed.push((position, input)),
-                Err(err) => results[position] = Some(Err(err)),
+        // The small inputs reserve their memory together, and give it back before the large
+        // ones reserve theirs one at a time: no reservation is ever waited for while another
+        // is held.
+        let (small, large): (Vec<_>, Vec<_>) = envelopes
+            .into_iter()
+            .enumerate()
+            .partition(|(_, envelope)| envelope.size() <= route::Thresholds::MEMORY_INPUT);
+        let mut streamed: Vec<(usize, Option<inputs::Target>, Envelope)> =
+            large.into_iter().map(|(position, envelope)| (position, None, envelope)).collect();
+        {
+            let memory = small.iter().map(|(_, envelope)| route::Thresholds::memory_reservation(envelope.size())).sum();
+            let _reservation = self.budget().reserve(memory).await;
+            let mut in_memory = Vec::new();
+            for (position, envelope) in small {
+                match Route::read_small(self, envelope, limits).await {
+                    Ok(Ok(prepared)) => in_memory.push((position, *prepared)),
+                    Ok(Err((target, envelope))) => streamed.push((position, Some(target), envelope)),
+                    Err(err) => results[position] = Some(Err(err)),
+                }
+            }
+            let (positions, inputs): (Vec<usize>, Vec<_>) = in_memory.into_iter().unzip();
+            for (position, result) in positions.into_iter().zip(batch::write_together(self, inputs).await) {
+                results[position] = Some(result);
             }
         }
-        let (positions, inputs): (Vec<usize>, Vec<_>) = in_memory.into_iter().unzip();
-        for (position, result) in positions.into_iter().zip(batch::write_together(self, inputs).await) {
-            results[position] = Some(result);
-        }
-        for (position, input) in streamed {
-            let (target, envelope) = *input;
-            results[position] = Some(self.write_streamed(target, envelope, limits).await);
+        streamed.sort_by_key(|(position, ..)| *position);
+        for (position, target, envelope) in streamed {
+            results[position] = Some(match target {
+                // Read once already: streamed with the reservation of a large input.
+                Some(target) => {
+                    let _reservation = self.budget().reserve(limits.memory_per_input()).await;
+                    self.write_streamed(target, envelope, limits).await
+                }
+                None => self.ingest(envelope, limits).await,
+            });
         }
         results
             .into_iter()
@@ -395,6 +430,8 @@ impl Store {
         limits: &Limits,
         opener: Option<&Arc<Opener>>,
     ) -> Result<Option<InputResult>, StoreError> {
+        // Kept bytes may be large: the reservation of a large input.
+        let _reservation = self.budget().reserve(limits.memory_per_input()).await;
         self.in_transaction(async |tx| {
             let Some((payload, sealed)) = inputs::take_kept(tx, input).await? else {
                 return Ok(None);

@@ -12,37 +12,12 @@
 //! - **not_report**: nothing report-like at all.
 
 use dmarcpipe_ingest::inspect::{Contents, Inspection};
-use serde::Serialize;
+pub use dmarcpipe_ingest::outcome::{InputResult, Outcome};
 
 use crate::rows::storable;
 
 /// Problems listed in an input's error text.
 const MAX_LISTED_PROBLEMS: usize = 5;
-
-/// The one outcome of every input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// At least one new report was stored.
-    Stored,
-    /// Every report in it was stored before (or the very same bytes were).
-    Duplicate,
-    /// No report in it: a bounce, a human reply, a "[Preview]" mail.
-    NotReport,
-    /// Something in it could not be read; the reason is recorded and the bytes kept.
-    Rejected,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Stored => "stored",
-            Outcome::Duplicate => "duplicate",
-            Outcome::NotReport => "not_report",
-            Outcome::Rejected => "rejected",
-        }
-    }
-}
 
 /// What storing the reports of one input came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,36 +175,19 @@ impl InputOutcome {
     }
 }
 
-/// What became of one input.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputResult {
-    pub input: i64,
-    pub outcome: Outcome,
-    /// Reports stored, aggregate and forensic.
-    pub reports_stored: u32,
-    pub reports_duplicate: u32,
-    /// How many of the reports stored are failure (forensic) reports.
-    pub forensic_stored: u32,
-    pub records: u64,
-    pub messages: i64,
-    /// The input this one repeats (same bytes, or the same reports).
-    pub duplicate_of: Option<i64>,
-    /// Why it was rejected.
-    pub error: Option<String>,
-}
-
-impl InputResult {
-    pub(crate) fn new(input: i64, outcome: &InputOutcome) -> Self {
+impl InputOutcome {
+    /// What became of input `input`, whose row says this.
+    pub fn result(&self, input: i64) -> InputResult {
         InputResult {
             input,
-            outcome: outcome.outcome,
-            reports_stored: outcome.reports_stored as u32,
-            reports_duplicate: outcome.reports_duplicate as u32,
-            forensic_stored: outcome.forensic_reports as u32,
-            records: outcome.records as u64,
-            messages: outcome.messages,
-            duplicate_of: outcome.duplicate_of,
-            error: outcome.error.clone(),
+            outcome: self.outcome,
+            reports_stored: self.reports_stored as u32,
+            reports_duplicate: self.reports_duplicate as u32,
+            forensic_stored: self.forensic_reports as u32,
+            records: self.records as u64,
+            messages: self.messages,
+            duplicate_of: self.duplicate_of,
+            error: self.error.clone(),
         }
     }
 }

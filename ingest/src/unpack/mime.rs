@@ -44,13 +44,14 @@ pub(super) fn walk<V: Visitor>(
     if let Err(err) = mime_scan::check(raw, unpacker.limits, depth) {
         return unpacker.visitor.problem(location, err);
     }
-    match MessageParser::default().parse(raw) {
+    // mail-parser's structure (and the bodies it decodes) counts as large as the text.
+    unpacker.holding(raw.len() as u64, location, |unpacker| match MessageParser::default().parse(raw) {
         Some(message) => walk_message(unpacker, &message, 0, location, depth),
         None => unpacker.visitor.problem(
             location,
             IngestError::Corrupt { format: "mail", reason: "no header section could be parsed".into() },
         ),
-    }
+    })
 }
 
 /// How many bytes of blank lines (nothing but spaces and tabs) come before a mail's first
@@ -149,7 +150,9 @@ fn walk_message<V: Visitor>(
                     (Some(_), None) => {}
                     (None, _) => readable = true,
                 }
-                unpacker.bytes(&decoded, &part_location, depth + 1)?;
+                unpacker.holding(decoded.len() as u64, &part_location, |unpacker| {
+                    unpacker.bytes(&decoded, &part_location, depth + 1)
+                })?;
             }
         }
     }

@@ -18,7 +18,7 @@ mod mime_scan;
 pub(crate) mod transfer;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, Write};
 use std::path::Path;
 
 use decompress::{Budget, Capped, CompressedSize, Counting, GzipMembers};
@@ -75,14 +75,27 @@ pub(crate) trait Visitor {
 
     /// A tolerated oddity of the container (junk after gzip data, ...).
     fn warning(&mut self, code: &'static str, message: String);
+
+    /// Holding the part at `location` in memory would take the input past what it may hold:
+    /// `Err` to stop reading (for a reader that will read the input another way), `Ok` to
+    /// have the part recorded as a problem and go on.
+    fn over_memory(&mut self, location: &str) -> Result<(), Self::Error>;
 }
 
-/// Walks `envelope` and reports what it contains to `visitor`.
-pub(crate) fn unpack<V: Visitor>(envelope: &Envelope, limits: &Limits, visitor: &mut V) -> Result<(), V::Error> {
-    let mut unpacker = Unpacker { visitor, limits, budget: Budget::new(limits), mime_parts: 0 };
+/// Walks `envelope` and reports what it contains to `visitor`, holding at most `memory` bytes of
+/// it in memory at once (see [`Unpacker::holding`]).
+pub(crate) fn unpack<V: Visitor>(
+    envelope: &Envelope,
+    limits: &Limits,
+    memory: u64,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let mut unpacker = Unpacker { visitor, limits, budget: Budget::new(limits), mime_parts: 0, held: 0, memory };
     let root = envelope.origin.root_label();
     match &envelope.payload {
-        Payload::Bytes(bytes) => unpacker.bytes(bytes, &root, 0),
+        Payload::Bytes(bytes) => {
+            unpacker.holding(bytes.len() as u64, &root, |unpacker| unpacker.bytes(bytes, &root, 0))
+        }
         Payload::File(path) => unpacker.file(path, &root),
     }
 }
@@ -162,9 +175,43 @@ struct Unpacker<'a, V> {
     limits: &'a Limits,
     budget: Budget,
     mime_parts: u32,
+    /// Bytes of the input held in memory at this moment: the input itself when it came in
+    /// memory, mails and small archives read from a stream, decoded MIME parts, and the parsed
+    /// structure of each mail walked (counted as large as its text).
+    held: u64,
+    /// The most that may be held.
+    memory: u64,
 }
 
+/// Archives read from a stream up to this size are held in memory; larger ones go to a
+/// temporary file (a zip needs random access), so that nested archives never sit in memory.
+const ZIP_IN_MEMORY: u64 = 1 << 20;
+
 impl<V: Visitor> Unpacker<'_, V> {
+    /// Runs `work` with `bytes` more of the input held in memory; when that would take the
+    /// input past what it may hold, the visitor is told and the part recorded as a problem.
+    fn holding(
+        &mut self,
+        bytes: u64,
+        location: &str,
+        work: impl FnOnce(&mut Self) -> Result<(), V::Error>,
+    ) -> Result<(), V::Error> {
+        if self.held.saturating_add(bytes) > self.memory {
+            self.visitor.over_memory(location)?;
+            return self.visitor.problem(
+                location,
+                IngestError::limit(
+                    format!("holding {} of one input in memory at once", format_size(self.held.saturating_add(bytes))),
+                    format!("{} (half of limits.max_memory, less what streaming takes)", format_size(self.memory)),
+                ),
+            );
+        }
+        self.held += bytes;
+        let done = work(self);
+        self.held -= bytes;
+        done
+    }
+
     fn nested(&mut self, location: &str, depth: u32) -> Result<bool, V::Error> {
         if depth > self.limits.max_nesting {
             self.visitor.problem(
@@ -197,11 +244,13 @@ impl<V: Visitor> Unpacker<'_, V> {
                 if size > self.limits.max_message_bytes {
                     return self.visitor.problem(location, too_big("mail file", size, self.limits));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
-                if let Err(err) = BufReader::new(file).read_to_end(&mut bytes) {
-                    return self.visitor.problem(location, from_io(err, &path.display().to_string()));
-                }
-                self.bytes(&bytes, location, 0)
+                self.holding(size, location, |unpacker| {
+                    let mut bytes = Vec::with_capacity(size as usize);
+                    if let Err(err) = BufReader::new(file).read_to_end(&mut bytes) {
+                        return unpacker.visitor.problem(location, from_io(err, &path.display().to_string()));
+                    }
+                    unpacker.bytes(&bytes, location, 0)
+                })
             }
             _ => self.stream(&mut BufReader::with_capacity(STREAM_BUFFER, file), location, 0),
         }
@@ -228,17 +277,37 @@ impl<V: Visitor> Unpacker<'_, V> {
             return self.visitor.problem(location, from_io(err, location));
         }
         match sniff(&head) {
-            // Archives and mail need random access or the whole text: read them in.
-            Content::Zip | Content::Mail => {
+            // A mail needs its whole text: read it in, as far as the input may hold it.
+            Content::Mail => {
+                let cap = self.limits.max_message_bytes.min(self.memory.saturating_sub(self.held));
                 let mut bytes = head;
-                let cap = self.limits.max_message_bytes;
-                if let Err(err) = (&mut *reader).take(cap + 1 - bytes.len() as u64).read_to_end(&mut bytes) {
+                if let Err(err) =
+                    (&mut *reader).take((cap + 1).saturating_sub(bytes.len() as u64)).read_to_end(&mut bytes)
+                {
                     return self.visitor.problem(location, from_io(err, location));
                 }
-                if bytes.len() as u64 > cap {
-                    return self.visitor.problem(location, too_big("archive or mail", bytes.len() as u64, self.limits));
+                let size = bytes.len() as u64;
+                if size > self.limits.max_message_bytes {
+                    return self.visitor.problem(location, too_big("mail", size, self.limits));
                 }
-                self.bytes(&bytes, location, depth)
+                self.holding(size, location, |unpacker| unpacker.bytes(&bytes, location, depth))
+            }
+            // A zip needs random access: small ones are read in, larger ones written to a
+            // temporary file.
+            Content::Zip => {
+                let mut bytes = head;
+                let small = (ZIP_IN_MEMORY + 1).saturating_sub(bytes.len() as u64);
+                if let Err(err) = (&mut *reader).take(small).read_to_end(&mut bytes) {
+                    return self.visitor.problem(location, from_io(err, location));
+                }
+                if bytes.len() as u64 <= ZIP_IN_MEMORY {
+                    let size = bytes.len() as u64;
+                    return self.holding(size, location, |unpacker| unpacker.bytes(&bytes, location, depth));
+                }
+                match self.spill(bytes, reader, location) {
+                    Ok(file) => self.zip(file, location, depth),
+                    Err(err) => self.visitor.problem(location, err),
+                }
             }
             content => {
                 let mut joined = BufReader::with_capacity(STREAM_BUFFER, Cursor::new(head).chain(reader));
@@ -248,6 +317,18 @@ impl<V: Visitor> Unpacker<'_, V> {
                 }
             }
         }
+    }
+
+    /// `head` and the rest of `reader` (an archive) in an anonymous temporary file, which is
+    /// gone once closed. What comes from a stream here is decompressed, so the input's
+    /// decompression budget bounds it (`limits.max_decompressed_bytes`).
+    fn spill(&mut self, head: Vec<u8>, reader: &mut dyn BufRead, location: &str) -> Result<File, IngestError> {
+        let temporary = "a temporary file for an archive";
+        let mut file = tempfile::tempfile().map_err(|err| from_io(err, temporary))?;
+        file.write_all(&head).map_err(|err| from_io(err, temporary))?;
+        std::io::copy(reader, &mut file).map_err(|err| from_io(err, location))?;
+        file.rewind().map_err(|err| from_io(err, temporary))?;
+        Ok(file)
     }
 
     fn gzip(&mut self, compressed: &mut dyn BufRead, location: &str, depth: u32) -> Result<(), V::Error> {

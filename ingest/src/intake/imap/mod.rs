@@ -145,6 +145,9 @@ pub struct MailboxSettings {
     pub idle: bool,
     /// Longest wait for the server's next bytes (connect, TLS, each response).
     pub timeout: Duration,
+    /// The process's memory budget: what a fetch may bring in is reserved before it is asked
+    /// for, and waits for room; `None`: no budget.
+    pub budget: Option<crate::budget::MemoryBudget>,
 }
 
 impl MailboxSettings {
@@ -168,47 +171,15 @@ impl MailboxSettings {
             poll_interval: Duration::from_secs(300),
             idle: true,
             timeout: Duration::from_secs(120),
+            budget: None,
         }
     }
 }
 
-/// What became of a message, as the store saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Stored,
-    Duplicate,
-    NotReport,
-    Rejected,
-}
+/// A committed message: what the store recorded (for the log line and the tally).
+pub type Delivered = crate::outcome::InputResult;
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Stored => "stored",
-            Outcome::Duplicate => "duplicate",
-            Outcome::NotReport => "not_report",
-            Outcome::Rejected => "rejected",
-        }
-    }
-}
-
-/// A committed message: its outcome and what the store recorded (for the log line and tally).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    pub outcome: Outcome,
-    /// The input's id in the store.
-    pub input: i64,
-    /// Reports stored (aggregate and failure).
-    pub reports: u32,
-    /// Of which failure reports.
-    pub forensic: u32,
-    pub duplicate_reports: u32,
-    pub records: u64,
-    pub messages: i64,
-    /// Why it was rejected.
-    pub error: Option<String>,
-}
+pub use crate::outcome::Outcome;
 
 /// A message the store did not take; nothing of it was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,9 +244,9 @@ impl Tally {
             Outcome::NotReport => self.not_report += 1,
             Outcome::Rejected => self.rejected += 1,
         }
-        self.reports += u64::from(delivered.reports);
-        self.forensic += u64::from(delivered.forensic);
-        self.reports_duplicate += u64::from(delivered.duplicate_reports);
+        self.reports += u64::from(delivered.reports_stored);
+        self.forensic += u64::from(delivered.forensic_stored);
+        self.reports_duplicate += u64::from(delivered.reports_duplicate);
         self.records += delivered.records;
         self.messages += delivered.messages;
     }

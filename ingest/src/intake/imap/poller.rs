@@ -26,6 +26,7 @@ use super::folders::{self, Hierarchy};
 use super::{
     BATCH_MESSAGE_BYTES, BATCH_MESSAGES, Credentials, Deliver, Delivered, ImapError, MailboxSettings, Outcome, Tally,
 };
+use crate::budget::Reservation;
 use crate::envelope::{Envelope, Origin, Payload, percent_encode};
 
 /// UIDs whose sizes are asked for at once.
@@ -397,7 +398,15 @@ impl<D: Deliver> Poller<D> {
         let cap = self.settings.max_message_bytes;
         // One byte more than allowed: a message that fills it is too large, whatever its size said.
         let limit = if alone { cap + 1 } else { BATCH_MESSAGE_BYTES.min(cap) + 1 };
+        // Nothing is fetched until the budget has room for what may come in. The room is given
+        // back once fetched: storing the messages reserves its own (never one reservation
+        // waited for while another is held).
+        let room = match &self.settings.budget {
+            Some(budget) => budget.reserve(limit.saturating_mul(uids.len() as u64)).await,
+            None => Reservation::none(),
+        };
         let mut bodies = connected.session.bodies(uids, limit).await?;
+        drop(room);
         let mut fetched = Vec::with_capacity(uids.len());
         let mut envelopes = Vec::with_capacity(uids.len());
         let mut larger = Vec::new();
@@ -457,9 +466,9 @@ impl<D: Deliver> Poller<D> {
                         mailbox = %self.settings.name,
                         input = delivered.input,
                         outcome = delivered.outcome.as_str(),
-                        reports = delivered.reports,
-                        forensic = delivered.forensic,
-                        duplicate_reports = delivered.duplicate_reports,
+                        reports = delivered.reports_stored,
+                        forensic = delivered.forensic_stored,
+                        duplicate_reports = delivered.reports_duplicate,
                         records = delivered.records,
                         messages = delivered.messages,
                         bytes,

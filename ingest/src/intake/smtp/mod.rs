@@ -130,6 +130,11 @@ pub struct SmtpSettings {
     pub shutdown_grace: Duration,
     /// STARTTLS is offered when a certificate is configured.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The process's memory budget, which message data reserves from as it arrives; `None`:
+    /// no budget.
+    pub budget: Option<crate::budget::MemoryBudget>,
+    /// How long message data waits for room in the budget before the sender is told `451`.
+    pub memory_wait: Duration,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -161,6 +166,8 @@ impl SmtpSettings {
             max_errors: 10,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
+            budget: None,
+            memory_wait: Duration::from_secs(30),
         }
     }
 }

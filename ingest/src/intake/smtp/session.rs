@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Deliver, Delivery, Protocol, SmtpSettings};
+use crate::budget::Reservation;
 use crate::envelope::{Envelope, Origin, Payload};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -52,6 +53,9 @@ enum Step {
     StartTls,
     Close,
 }
+
+/// Message data is reserved from the memory budget in steps of at least this much.
+const RESERVATION_STEP: u64 = 256 << 10;
 
 /// Where a session is in its time: when it began and the message data it delivered, which
 /// buys it more time (see the module documentation).
@@ -381,6 +385,10 @@ impl<'a, D: Deliver> Session<'a, D> {
         // after one, so that a first line `.` or `..x` is read right, and drop it at the end.
         receiver.ingest(&mut b"\r\n".iter(), &mut message);
         let mut too_big = false;
+        // The message's bytes are reserved from the memory budget as they arrive; without room,
+        // the rest is read and dropped and the sender told to retry.
+        let mut reserved = Reservation::none();
+        let mut no_room = false;
         let mut chunk = received;
         let mut scratch = vec![0u8; READ_CHUNK];
         let started = Instant::now();
@@ -398,6 +406,21 @@ impl<'a, D: Deliver> Session<'a, D> {
             if message.len() > max + 2 {
                 // Read on to the end, keeping nothing, then refuse it.
                 too_big = true;
+                message.clear();
+            }
+            if let Some(budget) = &self.settings.budget
+                && !no_room
+                && message.len() as u64 > reserved.bytes()
+            {
+                // Reading waits while the budget is full (the sender waits with it), up to
+                // `memory_wait`.
+                let step = (message.len() as u64 - reserved.bytes()).max(RESERVATION_STEP);
+                match budget.reserve_within(step, self.settings.memory_wait).await {
+                    Some(more) => reserved.merge(more),
+                    None => no_room = true,
+                }
+            }
+            if no_room {
                 message.clear();
             }
             if done {
@@ -425,6 +448,9 @@ impl<'a, D: Deliver> Session<'a, D> {
         if too_big {
             let text = format!("Message too big: at most {max} bytes");
             self.each_recipient(recipients, 552, "5.3.4", &text);
+        } else if no_room {
+            tracing::warn!(peer = %self.peer, "memory budget full during DATA; the sender is told to retry");
+            self.each_recipient(recipients, 451, "4.3.1", "Insufficient system resources, try again later");
         } else {
             message.drain(..2);
             let envelope = Envelope::new(
@@ -445,6 +471,7 @@ impl<'a, D: Deliver> Session<'a, D> {
                 Delivery::TryLater(text) => self.each_recipient(recipients, 451, "4.3.0", &text),
             }
         }
+        drop(reserved);
         self.reset();
         Ok(Some(leftover))
     }
@@ -904,6 +931,32 @@ mod tests {
         let (replies, _) = converse(&settings(), &recorder, Protocol::Smtp, &script, false).await;
         assert_eq!(codes(&replies), ["220", "250", "552", "552", "552", "552", "250", "221"], "{replies:?}");
         assert!(replies.contains(&"552 5.3.4 Message too big: at most 1000 bytes".to_owned()), "{replies:?}");
+    }
+
+    #[tokio::test]
+    async fn a_message_beyond_the_memory_budget_gets_451_and_is_not_delivered() {
+        let recorder = Recorder::accepting();
+        let mut settings = settings();
+        settings.max_message_bytes = 8 << 20;
+        let budget = crate::budget::MemoryBudget::new(2 << 20);
+        settings.budget = Some(budget.clone());
+        settings.memory_wait = Duration::from_millis(50);
+        let large = format!("Subject: large\r\n\r\n{}\r\n.\r\n", "x".repeat(3 << 20));
+        let script = [
+            "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\n",
+            &large,
+            // A small one fits again: what the refused one reserved was given back.
+            "MAIL FROM:<a@b.example>\r\nRCPT TO:<reports@dmarc.example>\r\nDATA\r\nSubject: small\r\n\r\nx\r\n.\r\n",
+            "QUIT\r\n",
+        ];
+        let (replies, _) = converse(&settings, &recorder, Protocol::Smtp, &script, false).await;
+        assert_eq!(codes(&replies), ["220", "250", "250", "250", "354", "451", "250", "250", "354", "250", "221"]);
+        assert!(
+            replies.contains(&"451 4.3.1 Insufficient system resources, try again later".to_owned()),
+            "{replies:?}"
+        );
+        assert_eq!(recorder.bodies().len(), 1, "only the small one is delivered");
+        assert_eq!(budget.available(), budget.total(), "everything reserved was given back");
     }
 
     /// What a client that takes its time did, and what it got.
