@@ -47,38 +47,16 @@ fn time(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Every column of `dmarc_forensic` that `forensic list --format json` gives, in its order and
-/// with its values (JSON's `true` and `false`, IP addresses without a prefix length), so that
-/// CSV and JSON carry the same; a list (`reported_domains`) is its items separated by spaces.
-/// The terminal table shows fewer columns, in words.
-const COLUMNS: [&str; 20] = [
-    "id",
-    "input",
-    "received_at",
-    "arrival_date",
-    "source_ip",
-    "source_port",
-    "reporting_mta",
-    "reported_domain",
-    "reported_domains",
-    "feedback_type",
-    "auth_failure",
-    "delivery_result",
-    "dkim_domain",
-    "dkim_selector",
-    "identity_alignment",
-    "original_mail_from",
-    "incidents",
-    "format",
-    "sealed_sha256",
-    "sample_kept",
-];
-
+/// Every column that `forensic list --format json` gives, in its order and with its values
+/// (JSON's `true` and `false`, IP addresses without a prefix length), so that CSV and JSON
+/// carry the same; a list (`reported_domains`) is its items separated by spaces. The terminal
+/// table shows fewer columns, in words.
 fn every_column(rows: &[ForensicRow]) -> Result<Table> {
-    let mut table = Table::new(COLUMNS);
+    let columns: Vec<&str> = forensic::ROW_COLUMNS.split(',').map(str::trim).collect();
+    let mut table = Table::new(columns.iter().copied());
     for row in rows {
         let value = serde_json::to_value(row)?;
-        table.push(COLUMNS.iter().map(|column| cell(&value[column])).collect());
+        table.push(columns.iter().map(|column| cell(&value[column])).collect());
     }
     Ok(table)
 }

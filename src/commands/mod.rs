@@ -71,12 +71,13 @@ pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or_default()),
-        None => authority.to_owned(),
+    // The user part ends at the last `@` before the query (a password may hold `/` and `@`).
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (user, tail) = match rest[..before_query].rfind('@') {
+        Some(at) => (rest[..at].split(':').next().map(|user| format!("{user}@")), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let authority = user.unwrap_or_default();
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
             let kept: Vec<&str> = query.split('&').filter(|parameter| !parameter.starts_with("password=")).collect();
@@ -125,6 +126,8 @@ mod tests {
             ),
             ("postgres://d:s3cret@localhost/x?password=s3cret", "postgres://d@localhost/x"),
             ("postgres://p:a@b@localhost/x", "postgres://p@localhost/x"),
+            ("postgres://p:a/b@localhost/x?host=/run/pg", "postgres://p@localhost/x?host=/run/pg"),
+            ("postgres://localhost/x?host=/run/pg", "postgres://localhost/x?host=/run/pg"),
         ] {
             assert_eq!(without_password(url), shown);
         }

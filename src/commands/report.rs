@@ -20,7 +20,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
     let (since, until) = day_range(args.since.as_deref(), args.until.as_deref(), Utc::now().date_naive())?;
     let filter = RollupFilter { domain: args.domain.clone(), since, until };
     let store = connect(config, database_url, 2).await?;
-    let table = match args.by {
+    let mut table = match args.by {
         RollupBy::AuthFailure => auth_failure_table(&store, &filter).await?,
         RollupBy::Result => rollup_table(&store, RollupKey::Result, None, &filter).await?,
         RollupBy::Org => rollup_table(&store, RollupKey::Org, None, &filter).await?,
@@ -33,7 +33,6 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
         OutputFormat::Csv => Format::Csv,
         OutputFormat::Json => Format::Json,
     };
-    let mut table = table;
     if format == Format::Table && args.by == RollupBy::Source {
         name_missing_sources(&mut table);
     }

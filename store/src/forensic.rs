@@ -109,7 +109,8 @@ fn serialize_ip<S: serde::Serializer>(ip: &Option<IpNetwork>, serializer: S) -> 
     }
 }
 
-const ROW_COLUMNS: &str = "id, input, received_at, arrival_date, source_ip, source_port, reporting_mta, \
+/// The columns of a [`ForensicRow`], in its order (which is also that of its JSON keys).
+pub const ROW_COLUMNS: &str = "id, input, received_at, arrival_date, source_ip, source_port, reporting_mta, \
     reported_domain, reported_domains, feedback_type, auth_failure, delivery_result, dkim_domain, dkim_selector, \
     identity_alignment, original_mail_from, incidents, format, sealed_sha256, sample_kept";
 
