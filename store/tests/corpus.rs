@@ -1,7 +1,9 @@
 //! The reports nobody here wrote: every aggregate file of `../shared/corpus` and
 //! `../shared/standards/vectors` is stored with the right record count and message total, and
 //! every deliberately broken one gets its outcome and a reason. Skipped when `../shared` is
-//! absent (the project's own tests do not need it).
+//! absent (the project's own tests do not need it), with a `SKIPPED` line that `cargo test`
+//! shows beside the test's `ok`, so that a skipped test never reads as a pass.
+//! `DMARCPIPE_SHARED` points the tests at another copy of it.
 //!
 //! The expected counts come from outside our parser: a plain text scan of the XML for plain
 //! files, the JSON that stalwartlabs/mail-auth published beside its samples, and, for the few
@@ -13,6 +15,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dmarcpipe_ingest::Limits;
@@ -20,9 +23,29 @@ use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_store::{Outcome, Store};
 use sqlx::PgPool;
 
-fn shared() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    path.join("corpus").is_dir().then_some(path)
+/// The shared corpus, or `None` after saying that `test` checks nothing without it.
+fn shared(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("DMARCPIPE_SHARED")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"), PathBuf::from);
+    if path.join("corpus").is_dir() {
+        return Some(path);
+    }
+    // Straight to the stderr handle: libtest captures `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {} is absent, nothing was checked", path.display());
+    None
+}
+
+/// A skipped corpus test says so where `cargo test` shows it, without `--nocapture`.
+#[test]
+fn a_corpus_test_without_the_corpus_says_it_skipped() {
+    let test = "every_shared_report_is_stored_right_and_every_broken_one_refused";
+    let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", test])
+        .env("DMARCPIPE_SHARED", "/nonexistent/shared")
+        .output()
+        .expect("the test binary runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("SKIPPED {test}: /nonexistent/shared is absent")), "{said}");
 }
 
 /// (reports, records, messages) of a stored input.
@@ -160,8 +183,7 @@ async fn truncate(pool: &PgPool) {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn every_shared_report_is_stored_right_and_every_broken_one_refused(pool: PgPool) {
-    let Some(shared) = shared() else {
-        eprintln!("../shared is absent: nothing to check");
+    let Some(shared) = shared("every_shared_report_is_stored_right_and_every_broken_one_refused") else {
         return;
     };
     let store = Store::from_pool(pool.clone());
@@ -336,8 +358,7 @@ fn forensic_expectations(shared: &Path) -> Vec<(PathBuf, ForensicFields)> {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn every_shared_failure_report_is_stored_with_its_fields_and_sealed_mail(pool: PgPool) {
-    let Some(shared) = shared() else {
-        eprintln!("../shared is absent: nothing to check");
+    let Some(shared) = shared("every_shared_failure_report_is_stored_with_its_fields_and_sealed_mail") else {
         return;
     };
     let (store, opener) = common::sealing_store(&pool);

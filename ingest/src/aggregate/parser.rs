@@ -231,6 +231,9 @@ impl<R: BufRead> AggregateParser<R> {
         if let Some(from) = charset.transcoded_from {
             self.warnings.add("encoding", format!("transcoded from {from} to UTF-8"));
         }
+        if let Some(what) = self.cursor.before_declaration {
+            self.warnings.add("declaration_not_first", format!("{what} before the XML declaration ignored"));
+        }
         if let Some(declared) = charset.unknown_declared {
             self.warnings.add("encoding", format!("unknown declared encoding `{declared}` read as UTF-8"));
         }
@@ -529,7 +532,9 @@ impl<R: BufRead> AggregateParser<R> {
             return Err(IngestError::invalid(format!("date_range ends ({date_end}) before it begins ({date_begin})")));
         }
         let span = date_end - date_begin;
-        if span > chrono::Duration::hours(24) {
+        // Periods that end a few seconds or minutes after midnight (86,401 to 87,483 s from
+        // self-hosted appliances) are ordinary: only a meaningfully longer one is worth a warning.
+        if span > chrono::Duration::hours(25) {
             self.warnings.add(
                 "date_range_long",
                 format!(
