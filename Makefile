@@ -17,7 +17,7 @@ else
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help run test db-up db-down build lint fmt bench bench-smtp bench-imap fuzz clean setup
+.PHONY: help run demo env psql test db-up db-down build lint fmt bench bench-smtp bench-imap fuzz clean setup
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,17 +26,33 @@ setup: ## Check the toolchain and install the system packages the project uses
 	@command -v $(CARGO) >/dev/null || { echo "Rust is missing: install it with rustup (Rust 1.95)"; exit 2; }
 	@scripts/packages.sh
 
-run: setup build $(DB) ## Import samples/ into PostgreSQL and print the rollups (DMARC and TLS) and failure reports
+run: setup build $(DB) ## Import samples/ into PostgreSQL and print the rollups (DMARC and TLS), the failure reports and how to go on
+	@$(MAKE) --no-print-directory demo
+
+# One input at a time (--jobs 1): the ids are then always those the README shows.
+demo: ## What `make run` does once installed and built: import samples/, print what was found
 	@mkdir -p $(DEMO)
 	@[ -f $(DEMO)/key.txt ] || $(BIN) keygen -o $(DEMO)/key.txt > $(DEMO)/recipients.txt
 	@[ -f $(DEMO)/dmarcpipe.toml ] || printf '[forensic]\nrecipients_file = "recipients.txt"\n' > $(DEMO)/dmarcpipe.toml
 	$(BIN) --config $(DEMO)/dmarcpipe.toml migrate
-	$(BIN) --config $(DEMO)/dmarcpipe.toml import --exclude '*.expected.json' samples/aggregate samples/forensic samples/tlsrpt || [ $$? -eq 1 ]
+	$(BIN) --config $(DEMO)/dmarcpipe.toml import --json --jobs 1 --exclude '*.expected.json' samples/aggregate samples/forensic samples/tlsrpt || [ $$? -eq 1 ]
 	@for key in result org domain source day auth-failure; do echo; echo "== dmarcpipe report --by $$key"; $(BIN) report --by $$key || exit 2; done
 	@for key in policy-domain result-type mx-host; do echo; echo "== dmarcpipe report --tls --by $$key"; $(BIN) report --tls --by $$key || exit 2; done
 	@echo; echo "== dmarcpipe forensic list --limit 5"; $(BIN) forensic list --limit 5
 	@id=$$($(BIN) forensic list --limit 1 --format csv | tail -n 1 | cut -d, -f1); \
 	  echo; echo "== dmarcpipe forensic show $$id -i $(DEMO)/key.txt"; $(BIN) forensic show $$id -i $(DEMO)/key.txt
+	@echo; $(MAKE) --no-print-directory -s env
+
+env: ## Print the lines that point a shell at this database and binary (make run ends with them)
+	@url="$$DATABASE_URL"; quote="'"; \
+	  echo "# To go on from your shell, paste these lines:"; \
+	  echo "export DATABASE_URL='$${url//$$quote/$$quote\\$$quote$$quote}'"; \
+	  echo "export PATH=\"$(abspath $(dir $(BIN))):\$$PATH\""; \
+	  echo "# then: dmarcpipe report --by domain; dmarcpipe forensic list; dmarcpipe forensic show ID -i $(abspath $(DEMO))/key.txt"; \
+	  echo "# make psql (SQL on the same database); make db-down (stops the local one)"
+
+psql: $(DB) ## Open psql on the database (DATABASE_URL, or the project-local one)
+	psql "$$DATABASE_URL"
 
 test: setup $(DB) ## Run every test (unit, golden, PostgreSQL, end-to-end)
 	$(CARGO) test --workspace --all-targets

@@ -4,9 +4,16 @@
 # real peers the tests talk to: swaks (an SMTP client, with Net::SSLeay for STARTTLS), Dovecot
 # (the IMAP server of the IMAP tests and `make bench-imap`) and openssl (self-signed
 # certificates for the STARTTLS and IMAP TLS tests).
+#
+#   scripts/packages.sh              all of them
+#   scripts/packages.sh PACKAGE...   only these (scripts/db.sh asks for postgresql)
+#
+# Another apt or dpkg process (unattended upgrades, on a real server) may hold the locks for
+# minutes: this waits for them, up to APT_LOCK_SECONDS (300), instead of failing at once.
 set -euo pipefail
 
-wanted=(postgresql age swaks libnet-ssleay-perl openssl dovecot-imapd)
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(postgresql age swaks libnet-ssleay-perl openssl dovecot-imapd)
 missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -14,6 +21,19 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 command -v apt-get >/dev/null || { echo "missing packages: ${missing[*]} (install them)" >&2; exit 2; }
 echo "Installing ${missing[*]}..." >&2
-sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+patience="${APT_LOCK_SECONDS:-300}"
+# DPkg::Lock::Timeout makes apt wait for the dpkg locks (install)...
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$patience")
+
+# ... but not for the lock of the package lists (update, apt 2.6): wait for that one here.
+deadline=$((SECONDS + patience))
+until output="$("${apt[@]}" update -qq 2>&1)"; do
+  if ! grep -q "Could not get lock" <<<"$output" || [ "$SECONDS" -ge "$deadline" ]; then
+    echo "$output" >&2
+    exit 1
+  fi
+  [ -n "${said:-}" ] || { echo "Waiting for another apt process (unattended upgrades?) to finish..." >&2; said=1; }
+  sleep 5
+done
+"${apt[@]}" install -y -qq "${missing[@]}" >/dev/null

@@ -3,7 +3,52 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Commands that use no database: `--database-url` is not listed in their help.
+const NO_DATABASE: [&str; 2] = ["parse", "keygen"];
+
+/// The command line as `--help` shows it: `--database-url` only where a database is used, and
+/// no `[env: NAME=]` (clap prints the variable's value there, empty when it is not set, and it
+/// may hold a secret).
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    // Global arguments reach the subcommands when the command is built: build first, then
+    // adjust each one in place (which keeps clap's index of the arguments valid).
+    command.build();
+    each_argument(command, &|command, arg| {
+        let arg = if arg.get_env().is_some() { arg.hide_env_values(true) } else { arg };
+        if NO_DATABASE.contains(&command) && arg.get_id() == "database_url" { arg.hide(true) } else { arg }
+    })
+}
+
+/// `command` with `change(name of its command, argument)` applied to every argument of it and
+/// of its subcommands.
+fn each_argument(command: clap::Command, change: &dyn Fn(&str, clap::Arg) -> clap::Arg) -> clap::Command {
+    let name = command.get_name().to_owned();
+    command.mut_args(|arg| change(&name, arg)).mut_subcommands(|sub| each_argument(sub, change))
+}
+
+impl Cli {
+    /// The arguments of this process; on a usage error, clap's message and exit code 2.
+    pub fn from_command_line() -> Cli {
+        let matches = command().try_get_matches().unwrap_or_else(|err| {
+            if !err.use_stderr() {
+                err.exit() // --help, --version
+            }
+            // clap puts in the usage line of an error every argument whose variable is set, as
+            // if it had been required (`Usage: dmarcpipe import --database-url <URL> <PATH>...`):
+            // the message comes from the arguments alone, with the variables of required
+            // arguments only (an error due to a variable's value stays as it was).
+            let plain = each_argument(command(), &|_, arg| if arg.is_required_set() { arg } else { arg.env(None) });
+            match plain.try_get_matches() {
+                Err(plain) => plain.exit(),
+                Ok(_) => err.exit(),
+            }
+        });
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,7 +62,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// PostgreSQL connection URL (as for psql and sqlx).
-    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -50,7 +95,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
-    /// Unpack and parse inputs without a database and print what was found, as JSON.
+    /// Unpack and parse inputs without a database and print what was found: one JSON array
+    /// with an object per input (a file, a message of an mbox or maildir), or JSON Lines.
     Parse(ParseArgs),
 }
 
@@ -82,9 +128,10 @@ pub struct ImportArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RollupBy {
-    /// DMARC result (pass, fail).
+    /// DMARC result: pass, fail, or unknown (records without a DMARC evaluation: neither
+    /// aligned result was reported).
     Result,
-    /// Source IP address.
+    /// Source IP address (empty in CSV, null in JSON, for records without one).
     Source,
     /// Reporting organization.
     Org,
@@ -124,14 +171,18 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
 
-    /// From this day on: `2026-11-01`, `30d` (days ago), `2w`, `today`, `yesterday`.
+    /// From this day on (UTC days of the report period's start): `2026-11-01`, `30d` (days
+    /// ago), `2w`, `36h`, `today`, `yesterday`.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
 
-    /// Before this day (exclusive), same forms as --since.
+    /// Before this day (exclusive), same forms as --since; must be after --since.
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
 
+    /// Table for a terminal; CSV and JSON have the columns `messages, dmarc_pass, dmarc_fail,
+    /// disposition_none, disposition_quarantine, disposition_reject, dkim_aligned,
+    /// spf_aligned, records` after the key (and `forensic` by domain, source and day).
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
 
@@ -154,11 +205,11 @@ pub struct ForensicListArgs {
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
 
-    /// Arrived from this day on: `2026-11-01`, `30d`, `2w`, `today`, `yesterday`.
+    /// Arrived from this day on (UTC): `2026-11-01`, `30d`, `2w`, `36h`, `today`, `yesterday`.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
 
-    /// Arrived before this day (exclusive).
+    /// Arrived before this day (exclusive), same forms as --since; must be after --since.
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
 
@@ -272,8 +323,13 @@ pub struct ReprocessArgs {
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {
+    /// Files, directories, mbox files, maildirs.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// One JSON object per line (JSON Lines) instead of one JSON array.
+    #[arg(long)]
+    pub jsonl: bool,
 
     /// Skip files found in directories whose name matches (`*` is a wildcard); repeatable.
     #[arg(long, value_name = "PATTERN")]

@@ -8,7 +8,6 @@ mod config;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
@@ -18,7 +17,8 @@ use config::FileConfig;
 pub mod exit {
     /// Every input was handled (stored, duplicate or not a report).
     pub const OK: u8 = 0;
-    /// Some inputs were rejected (recorded, with their reason).
+    /// Some inputs were rejected (recorded, with their reason), or some paths could not be read
+    /// at all (named on stderr; the others were handled).
     pub const REJECTED: u8 = 1;
     /// A fatal error: bad arguments, no database, a bug.
     pub const FATAL: u8 = 2;
@@ -27,7 +27,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_command_line();
     // A server logs what it does (one line per message); commands log only trouble by default.
     init_tracing(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

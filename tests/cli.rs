@@ -8,14 +8,16 @@ use sqlx::PgPool;
 
 #[sqlx::test]
 async fn importing_the_samples_gives_every_outcome(pool: PgPool) {
-    let dmarcpipe = Dmarcpipe::on(&pool);
+    // With a recipient, so that rejected inputs keep their bytes.
+    let sealing = Sealing::new();
+    let dmarcpipe = sealing.dmarcpipe(&pool);
     let output = dmarcpipe.run(&["import", "--json", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())]);
     // Some samples are broken on purpose: exit 1, and every input is accounted for.
     assert_eq!(code(&output), 1, "{}", String::from_utf8_lossy(&output.stderr));
     let summary = json(&output);
     let count = |key: &str| summary[key].as_u64().expect("a count");
-    assert_eq!(count("rejected"), 13);
-    assert_eq!(count("not_report"), 5);
+    assert_eq!(count("rejected"), 15);
+    assert_eq!(count("not_report"), 6);
     assert_eq!(count("duplicate"), 1);
     assert_eq!(count("inputs"), count("stored") + count("duplicate") + count("not_report") + count("rejected"));
     assert_eq!(count("unreadable") + count("failed"), 0);
@@ -32,11 +34,18 @@ async fn importing_the_samples_gives_every_outcome(pool: PgPool) {
         totals.as_array().expect("rows").iter().map(|row| row["messages"].as_i64().expect("a total")).sum();
     assert_eq!(messages, scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records").await);
 
-    // A second run stores nothing new: every input is a byte-identical duplicate.
-    let again = json(&dmarcpipe.run(&["import", "--json", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())]));
+    // A second run stores nothing new: every input is a byte-identical duplicate, the rejected
+    // ones of the input kept for `reprocess` (issue 10: not a second rejected row each).
+    let output = dmarcpipe.run(&["import", "--json", EXCLUDE_EXPECTED[0], EXCLUDE_EXPECTED[1], path(&samples())]);
+    assert_eq!(code(&output), 0, "{}", String::from_utf8_lossy(&output.stderr));
+    let again = json(&output);
     assert_eq!(again["inputs"], summary["inputs"]);
     assert_eq!(again["reports"], 0);
-    assert_eq!(again["duplicate"], summary["inputs"].as_u64().expect("n") - count("rejected"));
+    assert_eq!(again["duplicate"], summary["inputs"]);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'rejected'").await,
+        count("rejected") as i64
+    );
 }
 
 #[sqlx::test]
@@ -138,7 +147,34 @@ async fn reports_come_as_table_csv_and_json_with_filters(pool: PgPool) {
 
     let bad = dmarcpipe.run(&["report", "--by", "org", "--since", "last tuesday"]);
     assert_eq!(code(&bad), 2);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("--since") && said.contains("yesterday"), "{said}");
+    // A range that selects no day is an error, not an empty report.
+    for args in [["report", "--by", "org"].as_slice(), ["forensic", "list"].as_slice()] {
+        let backwards = dmarcpipe.run(&[args, &["--since", "2026-11-05", "--until", "2026-11-01"]].concat());
+        assert_eq!(code(&backwards), 2, "{args:?}");
+        let said = String::from_utf8_lossy(&backwards.stderr);
+        assert!(said.contains("--since 2026-11-05 is not before --until 2026-11-01"), "{said}");
+    }
+
+    // Records without a DMARC evaluation have the result `unknown`; records without a source
+    // address have no source: null in JSON, empty in CSV, said in words in a table.
+    let results = json(&dmarcpipe.run(&["report", "--by", "result", "--format", "json"]));
+    let unknown =
+        scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records WHERE dmarc_result IS NULL").await;
+    assert!(unknown > 0);
+    let row = results.as_array().expect("rows").iter().find(|row| row["result"] == "unknown").expect("unknown");
+    assert_eq!(row["messages"].as_i64(), Some(unknown));
+    let sources = json(&dmarcpipe.run(&["report", "--by", "source", "--format", "json"]));
+    let without = scalar(&pool, "SELECT sum(message_count)::bigint FROM dmarc_records WHERE source_ip IS NULL").await;
+    let row = sources.as_array().expect("rows").iter().find(|row| row["source"].is_null()).expect("a null source");
+    assert_eq!(row["messages"].as_i64(), Some(without));
+    assert!(sources.as_array().expect("rows").iter().all(|row| row["source"] != "unknown"));
+    let csv =
+        String::from_utf8_lossy(&dmarcpipe.run(&["report", "--by", "source", "--format", "csv"]).stdout).into_owned();
+    assert!(csv.lines().any(|line| line.starts_with(&format!(",{without},"))), "{csv}");
+    let table = String::from_utf8_lossy(&dmarcpipe.run(&["report", "--by", "source"]).stdout).into_owned();
+    assert!(table.lines().any(|line| line.trim_start().starts_with("(no address)")), "{table}");
 }
 
 #[sqlx::test]
@@ -198,6 +234,47 @@ async fn settings_come_from_flags_then_environment_then_config_file(pool: PgPool
 }
 
 #[test]
+fn help_shows_what_each_command_takes_and_no_values_of_variables() {
+    let dmarcpipe = Dmarcpipe::without_database()
+        .env("DATABASE_URL", "postgres://dmarc:s3cret@db.example/dmarc")
+        .env("DMARCPIPE_CONFIG", "/etc/dmarcpipe-secret.toml")
+        .env("DMARCPIPE_MAX_XML_DEPTH", "12345");
+    let commands: [&[&str]; 11] = [
+        &[],
+        &["migrate"],
+        &["import"],
+        &["report"],
+        &["forensic", "list"],
+        &["forensic", "show"],
+        &["keygen"],
+        &["serve"],
+        &["fetch"],
+        &["reprocess"],
+        &["parse"],
+    ];
+    for command in commands {
+        let output = dmarcpipe.run(&[command, &["--help"]].concat());
+        assert_eq!(code(&output), 0, "{command:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        // clap prints `[env: NAME=value]`, and `[env: NAME=]` for a variable that is not set.
+        assert!(!help.contains("=]") && !help.contains("s3cret") && !help.contains("12345"), "{command:?}: {help}");
+        assert!(!help.contains("secret.toml"), "{command:?}: {help}");
+        let uses_a_database = !matches!(command, ["parse"] | ["keygen"]);
+        assert_eq!(help.contains("--database-url"), uses_a_database, "{command:?}: {help}");
+    }
+    // A usage error with DATABASE_URL set: the usage line shows what is required, and only that.
+    for (command, usage) in [
+        (&["import"][..], "Usage: dmarcpipe import <PATH>..."),
+        (&["forensic", "show"][..], "Usage: dmarcpipe forensic show --identity <FILE> <ID>"),
+    ] {
+        let output = dmarcpipe.run(command);
+        assert_eq!(code(&output), 2);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.lines().any(|line| line == usage), "{said}");
+    }
+}
+
+#[test]
 fn without_a_database_commands_say_so() {
     let output = Dmarcpipe::without_database().run(&["report", "--by", "org"]);
     assert_eq!(code(&output), 2);
@@ -205,12 +282,69 @@ fn without_a_database_commands_say_so() {
 }
 
 #[test]
-fn parse_needs_no_database() {
+fn a_database_that_is_down_is_named_and_the_local_one_says_how_to_start_it() {
+    // A project whose local cluster (scripts/db.sh, .pgdata) is not running.
+    let project = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir_all(project.path().join("scripts")).expect("created");
+    std::fs::write(project.path().join("scripts/db.sh"), "#!/bin/sh\n").expect("written");
+    let url = format!("postgres://postgres@localhost:54329/dmarcpipe?host={}/.pgdata", project.path().display());
+    let output = Dmarcpipe::without_database().env("DATABASE_URL", &url).run(&["report", "--by", "org"]);
+    assert_eq!(code(&output), 2);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("cannot open the database at {url}: ")), "{said}");
+    let start = format!("start it with `{}/scripts/db.sh up`", project.path().display());
+    assert!(said.contains(&start), "{said}");
+
+    // Elsewhere: the URL without its password, and the MTA told to retry.
+    let elsewhere = "postgres://dmarc:hunter2@localhost/dmarc?host=/nonexistent/socket/dir";
+    let output = Dmarcpipe::without_database().env("DATABASE_URL", elsewhere).run_with_stdin(&["import", "-"], b"x");
+    assert_eq!(code(&output), 75);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("postgres://dmarc@localhost/dmarc?host=/nonexistent/socket/dir"), "{said}");
+    assert!(!said.contains("hunter2") && !said.contains("start it with"), "{said}");
+}
+
+#[test]
+fn parse_needs_no_database_and_prints_one_json_array() {
     let output = Dmarcpipe::without_database().run(&["parse", path(&samples().join("multi-report.zip"))]);
     assert_eq!(code(&output), 0);
     let parsed = json(&output);
-    assert_eq!(parsed["inspection"]["verdict"], "reports");
-    assert_eq!(parsed["inspection"]["reports"].as_array().expect("reports").len(), 2);
+    assert_eq!(parsed.as_array().map(Vec::len), Some(1), "{parsed}");
+    assert_eq!(parsed[0]["inspection"]["verdict"], "reports");
+    assert_eq!(parsed[0]["inspection"]["reports"].as_array().expect("reports").len(), 2);
+
+    // Several files, an mbox and a directory: still one JSON document, an object per input.
+    let several = Dmarcpipe::without_database().run(&[
+        "parse",
+        EXCLUDE_EXPECTED[0],
+        EXCLUDE_EXPECTED[1],
+        path(&samples().join("mailru.xml")),
+        path(&samples().join("several.mbox")),
+        path(&samples().join("maildir")),
+    ]);
+    assert_eq!(code(&several), 0, "{}", String::from_utf8_lossy(&several.stderr));
+    let inputs = json(&several);
+    let inputs = inputs.as_array().expect("an array");
+    assert_eq!(inputs.len(), 1 + 4 + 3);
+    assert!(inputs.iter().all(|input| input["inspection"]["verdict"].is_string()), "{inputs:?}");
+
+    // The same as JSON Lines: one object per line.
+    let lines = Dmarcpipe::without_database().run(&[
+        "parse",
+        "--jsonl",
+        path(&samples().join("several.mbox")),
+        path(&samples().join("rejected/xxe.xml")),
+    ]);
+    assert_eq!(code(&lines), 1, "a rejected input: exit 1");
+    let text = String::from_utf8_lossy(&lines.stdout);
+    let objects: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).expect("each line is a JSON object")).collect();
+    assert_eq!(objects.len(), 5, "{text}");
+    assert_eq!(objects[4]["inspection"]["verdict"], "rejected");
+
+    // Nothing found is an empty array, still JSON.
+    let empty = tempfile::tempdir().expect("a temp dir");
+    assert_eq!(json(&Dmarcpipe::without_database().run(&["parse", path(empty.path())])), serde_json::json!([]));
 }
 
 #[sqlx::test]

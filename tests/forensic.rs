@@ -62,6 +62,28 @@ async fn forensic_samples_are_imported_listed_shown_and_counted(pool: PgPool) {
     assert_eq!(types.iter().filter(|t| **t == "abuse").count(), 1);
     assert_eq!(types.iter().filter(|t| **t == "auth-failure").count(), 9);
 
+    // CSV carries the same columns, in the same order, with the same values (issue 10).
+    let csv_output = dmarcpipe.run(&["forensic", "list", "--format", "csv"]);
+    let mut csv = csv::Reader::from_reader(csv_output.stdout.as_slice());
+    let header: Vec<String> = csv.headers().expect("a header").iter().map(str::to_owned).collect();
+    let keys: Vec<&String> = rows[0].as_object().expect("an object").keys().collect();
+    assert_eq!(header.iter().collect::<Vec<_>>(), keys);
+    let records: Vec<csv::StringRecord> = csv.records().map(|record| record.expect("a record")).collect();
+    assert_eq!(records.len(), rows.len());
+    for (record, row) in records.iter().zip(rows) {
+        for (column, value) in header.iter().zip(record.iter()) {
+            let expected = match &row[column] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) => {
+                    items.iter().map(|item| item.as_str().expect("text").to_owned()).collect::<Vec<_>>().join(" ")
+                }
+                other => other.to_string(),
+            };
+            assert_eq!(value, expected, "`{column}` of report {}", row["id"]);
+        }
+    }
+
     let org = json(&dmarcpipe.run(&["forensic", "list", "--domain", "example.org", "--format", "json"]));
     let org = org.as_array().expect("an array");
     assert!(!org.is_empty() && org.len() < 10);

@@ -76,7 +76,7 @@ async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_
     assert_eq!((records, messages), (6, 389));
 
     let again = Swaks::to(served.smtp).data(&google).delivered();
-    assert!(again.contains("<-  250 2.0.0 Already stored by input 1; recorded as input 2"), "{again}");
+    assert!(again.contains("<-  250 2.0.0 A duplicate of input 1; recorded as input 2"), "{again}");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 1);
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 1);
 
@@ -91,6 +91,24 @@ async fn a_google_zip_report_is_stored_with_its_provenance_and_a_second_copy_is_
         scalar(&pool, "SELECT sum(messages)::bigint FROM aggregate_rollup_daily").await,
         scalar(&pool, "SELECT sum(message_count)::bigint FROM aggregate_records").await
     );
+}
+
+#[sqlx::test]
+async fn a_damaged_report_mail_is_kept_once_and_acknowledged_as_a_duplicate_when_it_comes_again(pool: PgPool) {
+    let sealing = Sealing::new();
+    let served = Served::start(&sealing.dmarcpipe(&pool), &[]);
+    let damaged = sample("aggregate/rejected/zip-part-not-zip.eml");
+    let first = Swaks::to(served.smtp).data(&damaged).delivered();
+    assert!(first.contains("<-  250 2.0.0 Kept as input 1, but not readable as a report: "), "{first}");
+    assert!(first.contains("corrupt report attachment"), "{first}");
+    // The sender retries (or another MX hands over the same message): a duplicate of the kept
+    // input, acknowledged as any duplicate, and its bytes are not kept twice.
+    let again = Swaks::to(served.smtp).data(&damaged).delivered();
+    assert!(again.contains("<-  250 2.0.0 A duplicate of input 1; recorded as input 2"), "{again}");
+    assert!(served.stop().success());
+    let outcomes: Vec<String> = inputs(&pool).await.into_iter().map(|(_, _, outcome)| outcome).collect();
+    assert_eq!(outcomes, ["rejected", "duplicate"]);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE payload_kept").await, 1);
 }
 
 #[sqlx::test]

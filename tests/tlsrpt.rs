@@ -98,7 +98,7 @@ async fn a_tls_report_mail_is_stored_by_serve_once(pool: PgPool) {
     let transcript = Swaks::to(served.smtp).data(&mail).delivered();
     assert!(transcript.contains("<-  250 2.0.0 Stored as input 1: 1 report"), "{transcript}");
     let again = Swaks::to(served.smtp).data(&mail).delivered();
-    assert!(again.contains("<-  250 2.0.0 Already stored by input 1"), "{again}");
+    assert!(again.contains("<-  250 2.0.0 A duplicate of input 1; recorded as input 2"), "{again}");
     assert!(served.stop().success());
     let (channel, input, sessions): (String, i64, i64) = sqlx::query_as(
         "SELECT i.channel, r.input, r.successful_sessions + r.failed_sessions \
@@ -129,8 +129,8 @@ fn parse_shows_tls_reports() {
     let output = Dmarcpipe::without_database().run(&["parse", path(&tls_samples().join("google-mail.eml"))]);
     assert_eq!(code(&output), 0, "{}", String::from_utf8_lossy(&output.stderr));
     let parsed = json(&output);
-    assert_eq!(parsed["inspection"]["verdict"], "reports");
-    let report = &parsed["inspection"]["tls"][0]["content"];
+    assert_eq!(parsed[0]["inspection"]["verdict"], "reports");
+    let report = &parsed[0]["inspection"]["tls"][0]["content"];
     assert_eq!(report["organization_name"], "google.example");
     assert_eq!(report["policies"][0]["mx_hosts"], serde_json::json!(["mx1.example.com", "mx2.example.com"]));
 }

@@ -11,7 +11,7 @@ use dmarcpipe_store::forensic::{self, ForensicFilter, ForensicRow};
 use dmarcpipe_store::seal::Opener;
 
 use super::connect;
-use super::report::parse_day;
+use super::report::day_range;
 use crate::cli::{ForensicCommand, ForensicListArgs, ForensicShowArgs, OutputFormat};
 use crate::config::FileConfig;
 use crate::exit;
@@ -24,18 +24,12 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, command: Foren
 }
 
 async fn list(config: &FileConfig, database_url: Option<&str>, args: ForensicListArgs) -> Result<u8> {
-    let today = Utc::now().date_naive();
-    let day = |text: &Option<String>, flag: &str| -> Result<_> {
-        text.as_deref()
-            .map(|text| parse_day(text, today))
-            .transpose()
-            .context(flag.to_owned())
-            .map(|day| day.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc()))
-    };
+    let (since, until) = day_range(args.since.as_deref(), args.until.as_deref(), Utc::now().date_naive())?;
+    let midnight = |day: Option<chrono::NaiveDate>| day.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
     let filter = ForensicFilter {
         domain: args.domain.clone(),
-        since: day(&args.since, "--since")?,
-        until: day(&args.until, "--until")?,
+        since: midnight(since),
+        until: midnight(until),
         limit: args.limit,
     };
     let store = connect(config, database_url, 2).await?;
@@ -43,7 +37,7 @@ async fn list(config: &FileConfig, database_url: Option<&str>, args: ForensicLis
     let text = match args.format {
         OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&rows)?),
         OutputFormat::Table => dmarcpipe_render::render(&table(&rows), Format::Table),
-        OutputFormat::Csv => dmarcpipe_render::render(&table(&rows), Format::Csv),
+        OutputFormat::Csv => dmarcpipe_render::render(&every_column(&rows)?, Format::Csv),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(exit::OK)
@@ -51,6 +45,35 @@ async fn list(config: &FileConfig, database_url: Option<&str>, args: ForensicLis
 
 fn time(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Every column that `forensic list --format json` gives, in its order and with its values
+/// (JSON's `true` and `false`, IP addresses without a prefix length), so that CSV and JSON
+/// carry the same; a list (`reported_domains`) is its items separated by spaces. The terminal
+/// table shows fewer columns, in words.
+fn every_column(rows: &[ForensicRow]) -> Result<Table> {
+    let columns: Vec<&str> = forensic::ROW_COLUMNS.split(',').map(str::trim).collect();
+    let mut table = Table::new(columns.iter().copied());
+    for row in rows {
+        let value = serde_json::to_value(row)?;
+        table.push(columns.iter().map(|column| cell(&value[column])).collect());
+    }
+    Ok(table)
+}
+
+/// A JSON value as a table cell.
+fn cell(value: &serde_json::Value) -> Cell {
+    match value {
+        serde_json::Value::Null => Cell::Null,
+        serde_json::Value::String(text) => Cell::from(text.as_str()),
+        serde_json::Value::Number(number) => number.as_i64().map_or_else(|| Cell::from(number.to_string()), Cell::from),
+        serde_json::Value::Array(items) => {
+            let items: Vec<String> =
+                items.iter().map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_owned)).collect();
+            Cell::from(items.join(" "))
+        }
+        other => Cell::from(other.to_string()),
+    }
 }
 
 fn table(rows: &[ForensicRow]) -> Table {

@@ -19,16 +19,12 @@ use crate::config::FileConfig;
 use crate::exit;
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportArgs) -> Result<u8> {
-    let today = Utc::now().date_naive();
-    let filter = RollupFilter {
-        domain: args.domain.clone(),
-        since: args.since.as_deref().map(|text| parse_day(text, today)).transpose().context("--since")?,
-        until: args.until.as_deref().map(|text| parse_day(text, today)).transpose().context("--until")?,
-    };
+    let (since, until) = day_range(args.since.as_deref(), args.until.as_deref(), Utc::now().date_naive())?;
+    let filter = RollupFilter { domain: args.domain.clone(), since, until };
     // A key that does not fit is refused before connecting.
     let rollup = Rollup::of(args.tls, args.by)?;
     let store = connect(config, database_url, 2).await?;
-    let table = match rollup {
+    let mut table = match rollup {
         Rollup::Tls(key) => tls_table(&store, key, &filter).await?,
         Rollup::AuthFailure => auth_failure_table(&store, &filter).await?,
         Rollup::Dmarc(key, forensic_key) => rollup_table(&store, key, forensic_key, &filter).await?,
@@ -38,6 +34,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
         OutputFormat::Csv => Format::Csv,
         OutputFormat::Json => Format::Json,
     };
+    if format == Format::Table && matches!(rollup, Rollup::Dmarc(RollupKey::Source, _)) {
+        name_missing_sources(&mut table);
+    }
     let text = dmarcpipe_render::render(&table, format);
     match &args.output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
@@ -174,6 +173,16 @@ async fn tls_table(store: &Store, key: TlsKey, filter: &RollupFilter) -> Result<
     Ok(table)
 }
 
+/// In a terminal table, records without a source address are said so rather than left blank
+/// (CSV leaves the cell empty and JSON gives `null`).
+fn name_missing_sources(table: &mut Table) {
+    for row in &mut table.rows {
+        if let Some(cell @ Cell::Null) = row.first_mut() {
+            *cell = Cell::from("(no address)");
+        }
+    }
+}
+
 /// Failure reports by Auth-Failure type.
 async fn auth_failure_table(store: &Store, filter: &RollupFilter) -> Result<Table> {
     let rows = forensic::by_auth_failure(store.pool(), filter).await.context("cannot count failure reports")?;
@@ -200,6 +209,29 @@ async fn auth_failure_table(store: &Store, filter: &RollupFilter) -> Result<Tabl
     Ok(table)
 }
 
+/// The days of `--since` and `--until` (exclusive); an error when they select no day at all.
+pub fn day_range(
+    since: Option<&str>,
+    until: Option<&str>,
+    today: NaiveDate,
+) -> Result<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let since = since.map(|text| parse_day(text, today)).transpose().context("--since")?;
+    let until = until.map(|text| parse_day(text, today)).transpose().context("--until")?;
+    if let (Some(first), Some(end)) = (since, until)
+        && first >= end
+    {
+        bail!(
+            "--since {first} is not before --until {end}: no day can match (--until is exclusive: \
+             --since {first} --until {} is the day {first})",
+            first + Duration::days(1)
+        );
+    }
+    Ok((since, until))
+}
+
+/// What a day may be given as, for error messages.
+const DAY_FORMS: &str = "2026-11-01, 30d, 2w, 36h, today, yesterday";
+
 /// A day given as `2026-11-01`, `today`, `yesterday`, or an age: `30d`, `2w`, `36h`.
 pub fn parse_day(text: &str, today: NaiveDate) -> Result<NaiveDate> {
     let text = text.trim();
@@ -217,13 +249,13 @@ pub fn parse_day(text: &str, today: NaiveDate) -> Result<NaiveDate> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let Ok(number) = number.parse::<i64>() else {
-        bail!("`{text}` is not a day (2026-11-01, 30d, 2w, today)");
+        bail!("`{text}` is not a day ({DAY_FORMS})");
     };
     let days = match unit {
         "d" | "day" | "days" => number,
         "w" | "week" | "weeks" => number * 7,
         "h" | "hours" => number.div_euclid(24),
-        _ => bail!("`{text}` is not a day (2026-11-01, 30d, 2w, today)"),
+        _ => bail!("`{text}` is not a day ({DAY_FORMS})"),
     };
     Ok(today - Duration::days(days))
 }
@@ -252,6 +284,21 @@ mod tests {
         assert_eq!(parse_day("yesterday", today)?, NaiveDate::from_ymd_opt(2026, 11, 27).context("a date")?);
         assert!(parse_day("soon", today).is_err());
         assert!(parse_day("5y", today).is_err());
+        let error = format!("{:#}", parse_day("last tuesday", today).expect_err("not a day"));
+        assert!(error.contains("yesterday"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn since_must_come_before_until() -> Result<()> {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 28).context("a date")?;
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).context("a date");
+        assert_eq!(day_range(Some("2026-11-01"), Some("2026-11-02"), today)?, (Some(day(1)?), Some(day(2)?)));
+        assert_eq!(day_range(Some("2026-11-01"), None, today)?, (Some(day(1)?), None));
+        for (since, until) in [("2026-11-05", "2026-11-01"), ("2026-11-01", "2026-11-01"), ("today", "30d")] {
+            let error = format!("{:#}", day_range(Some(since), Some(until), today).expect_err("no day can match"));
+            assert!(error.contains("is not before --until"), "{error}");
+        }
         Ok(())
     }
 }

@@ -255,9 +255,11 @@ fn acknowledgement(result: &InputResult) -> String {
             result.records,
             plural(result.records)
         ),
+        // The original may be a stored input or a rejected one kept for `reprocess`: the same
+        // bytes again are acknowledged alike, so the sender does not send them again.
         Outcome::Duplicate => match result.duplicate_of {
-            Some(original) => format!("Already stored by input {original}; recorded as input {input}"),
-            None => format!("Already stored; recorded as input {input}"),
+            Some(original) => format!("A duplicate of input {original}; recorded as input {input}"),
+            None => format!("A duplicate of a report stored before; recorded as input {input}"),
         },
         Outcome::NotReport => format!("Not a DMARC report; recorded as input {input}"),
         Outcome::Rejected => {

@@ -109,7 +109,8 @@ fn serialize_ip<S: serde::Serializer>(ip: &Option<IpNetwork>, serializer: S) -> 
     }
 }
 
-const ROW_COLUMNS: &str = "id, input, received_at, arrival_date, source_ip, source_port, reporting_mta, \
+/// The columns of a [`ForensicRow`], in its order (which is also that of its JSON keys).
+pub const ROW_COLUMNS: &str = "id, input, received_at, arrival_date, source_ip, source_port, reporting_mta, \
     reported_domain, reported_domains, feedback_type, auth_failure, delivery_result, dkim_domain, dkim_selector, \
     identity_alignment, original_mail_from, incidents, format, sealed_sha256, sample_kept";
 
@@ -161,7 +162,8 @@ impl CountKey {
     fn expression(self) -> &'static str {
         match self {
             CountKey::Domain => "unnest(reported_domains)",
-            CountKey::Source => "coalesce(host(source_ip), 'unknown')",
+            // NULL for reports without a Source-IP, as for records without one in the rollups.
+            CountKey::Source => "host(source_ip)",
             CountKey::Day => "to_char(coalesce(arrival_date, received_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         }
     }
@@ -172,12 +174,13 @@ const COUNT_FILTER: &str = "($1::text IS NULL OR reported_domains @> ARRAY[lower
     AND ($2::date IS NULL OR coalesce(arrival_date, received_at) >= $2::date::timestamp AT TIME ZONE 'UTC') \
     AND ($3::date IS NULL OR coalesce(arrival_date, received_at) < $3::date::timestamp AT TIME ZONE 'UTC')";
 
-/// Failure reports per key, for the `forensic` column of the rollups.
+/// Failure reports per key, for the `forensic` column of the rollups (`None`: reports without
+/// a Source-IP).
 pub async fn counts(
     pool: &PgPool,
     key: CountKey,
     filter: &crate::rollup::RollupFilter,
-) -> Result<Vec<(String, i64)>, StoreError> {
+) -> Result<Vec<(Option<String>, i64)>, StoreError> {
     let sql = format!(
         "SELECT key, count(*) FROM (SELECT {key} AS key, reported_domains FROM forensic_reports WHERE {COUNT_FILTER}) k \
          WHERE $1::text IS NULL OR key = lower($1) OR {not_domain} GROUP BY key",

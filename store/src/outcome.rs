@@ -156,8 +156,9 @@ impl InputOutcome {
         }
     }
 
-    /// An input whose very bytes arrived before as input `original` (and were not rejected):
-    /// a duplicate of it, nothing else looked at.
+    /// An input whose very bytes arrived before as input `original` (stored, a duplicate, not
+    /// a report, or rejected with its bytes kept for `reprocess`): a duplicate of it, nothing
+    /// else looked at.
     pub fn identical_to(original: i64) -> InputOutcome {
         InputOutcome {
             outcome: Outcome::Duplicate,

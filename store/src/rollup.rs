@@ -22,7 +22,8 @@ use crate::rows::{DailyRow, SourceRow, copy_statement};
 /// What a rollup is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollupKey {
-    /// DMARC result: pass or fail.
+    /// DMARC result: pass, fail, or `unknown` (no DMARC evaluation: neither aligned result
+    /// was reported).
     Result,
     /// Source IP address.
     Source,
@@ -47,8 +48,10 @@ impl RollupKey {
 
     fn expression(self) -> &'static str {
         match self {
+            // Records without a DMARC evaluation (neither aligned result reported).
             RollupKey::Result => "coalesce(dmarc_result, 'unknown')",
-            RollupKey::Source => "coalesce(host(source_ip), 'unknown')",
+            // NULL for records whose source address was missing or unreadable.
+            RollupKey::Source => "host(source_ip)",
             RollupKey::Org => "org_name",
             RollupKey::Domain => "policy_domain",
             RollupKey::Day => "to_char(day, 'YYYY-MM-DD')",
@@ -112,7 +115,8 @@ impl RollupFilter {
 /// One row of a rollup: message counts for one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
 pub struct RollupRow {
-    pub key: String,
+    /// `None` only by source: records without a source address.
+    pub key: Option<String>,
     pub messages: Count,
     pub dmarc_pass: Count,
     pub dmarc_fail: Count,

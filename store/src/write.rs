@@ -5,7 +5,9 @@
 //!
 //! 1. [`allocate`]: ids for the inputs and their reports, and for each new input the
 //!    earliest input with the very same bytes (then it is a duplicate of that one and nothing
-//!    else is written for it);
+//!    else is written for it; a rejected input counts when its bytes were kept, since
+//!    `reprocess` reads it again, and one whose bytes were not kept does not, since importing
+//!    it again is then the only way to read it again);
 //! 2. [`claim`] (aggregate, failure and TLS reports): each report is written unless one with
 //!    its natural key exists, with its records (samples; policies and failure details) when it
 //!    is new; what comes back is, for each report, whether it is new or which input holds it;
@@ -53,7 +55,8 @@ pub(crate) async fn timely<T, E: Into<StoreError>>(
 pub(crate) struct Allocation {
     /// The id of a new input.
     pub input: Option<i64>,
-    /// The earliest input with the same bytes that was not rejected: then no report ids.
+    /// The earliest input with the same bytes, unless it was rejected without its bytes kept:
+    /// then no report ids.
     pub identical: Option<i64>,
     pub reports: Vec<i64>,
     pub forensic: Vec<i64>,
@@ -93,7 +96,8 @@ pub(crate) async fn allocate(
     let query = sqlx::query_as(
         "WITH wanted AS ( \
                  SELECT w.n, w.sha256, w.reports, w.forensic, w.tls, \
-                     (SELECT i.id FROM inputs i WHERE i.sha256 = w.sha256 AND i.outcome <> 'rejected' \
+                     (SELECT i.id FROM inputs i WHERE i.sha256 = w.sha256 \
+                          AND (i.outcome <> 'rejected' OR EXISTS (SELECT 1 FROM input_payloads p WHERE p.input = i.id)) \
                       ORDER BY i.id LIMIT 1) AS identical \
                  FROM unnest($1::bytea[], $2::integer[], $3::integer[], $4::integer[]) WITH ORDINALITY \
                      AS w (sha256, reports, forensic, tls, n) \

@@ -1,7 +1,9 @@
 //! The reports nobody here wrote: every aggregate file of `../shared/corpus` and
 //! `../shared/standards/vectors` is stored with the right record count and message total, and
 //! every deliberately broken one gets its outcome and a reason. Skipped when `../shared` is
-//! absent (the project's own tests do not need it).
+//! absent (the project's own tests do not need it), with a `SKIPPED` line that `cargo test`
+//! shows beside the test's `ok`, so that a skipped test never reads as a pass.
+//! `DMARCPIPE_SHARED` points the tests at another copy of it.
 //!
 //! The expected counts come from outside our parser: a plain text scan of the XML for plain
 //! files, the JSON that stalwartlabs/mail-auth published beside its samples, and, for the few
@@ -18,6 +20,19 @@ use std::path::{Path, PathBuf};
 
 use dmarcpipe_store::{Outcome, Store};
 use sqlx::PgPool;
+
+/// A skipped corpus test says so where `cargo test` shows it, without `--nocapture`.
+#[test]
+fn a_corpus_test_without_the_corpus_says_it_skipped() {
+    let test = "every_shared_report_is_stored_right_and_every_broken_one_refused";
+    let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", test])
+        .env("DMARCPIPE_SHARED", "/nonexistent/shared")
+        .output()
+        .expect("the test binary runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("SKIPPED {test}: /nonexistent/shared is absent")), "{said}");
+}
 
 /// (reports, records, messages) of a stored input.
 type Counts = (i64, i64, i64);
@@ -136,8 +151,7 @@ fn expectations(shared: &Path) -> Vec<(PathBuf, Outcome, Option<Counts>)> {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn every_shared_report_is_stored_right_and_every_broken_one_refused(pool: PgPool) {
-    let Some(shared) = common::shared() else {
-        eprintln!("../shared is absent: nothing to check");
+    let Some(shared) = common::shared("every_shared_report_is_stored_right_and_every_broken_one_refused") else {
         return;
     };
     let store = Store::from_pool(pool.clone());
@@ -303,8 +317,7 @@ fn forensic_expectations(shared: &Path) -> Vec<(PathBuf, ForensicFields)> {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn every_shared_failure_report_is_stored_with_its_fields_and_sealed_mail(pool: PgPool) {
-    let Some(shared) = common::shared() else {
-        eprintln!("../shared is absent: nothing to check");
+    let Some(shared) = common::shared("every_shared_failure_report_is_stored_with_its_fields_and_sealed_mail") else {
         return;
     };
     let (store, opener) = common::sealing_store(&pool);

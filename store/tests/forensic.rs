@@ -167,15 +167,15 @@ async fn failure_reports_are_listed_and_counted_by_domain_source_day_and_type(po
     let all = RollupFilter::default();
     let mut by_domain = forensic::counts(&pool, CountKey::Domain, &all).await.expect("counted");
     by_domain.sort();
-    assert_eq!(by_domain, vec![("example.com".into(), 2), ("example.org".into(), 1)]);
+    assert_eq!(by_domain, vec![(Some("example.com".into()), 2), (Some("example.org".into()), 1)]);
     let mut by_source = forensic::counts(&pool, CountKey::Source, &all).await.expect("counted");
     by_source.sort();
-    assert_eq!(by_source, vec![("192.0.2.77".into(), 2), ("2001:db8::5".into(), 1)]);
+    assert_eq!(by_source, vec![(Some("192.0.2.77".into()), 2), (Some("2001:db8::5".into()), 1)]);
     let by_day = forensic::counts(&pool, CountKey::Day, &all).await.expect("counted");
-    assert_eq!(by_day, vec![("2026-11-02".into(), 3)]);
+    assert_eq!(by_day, vec![(Some("2026-11-02".into()), 3)]);
     let domain_only = RollupFilter { domain: Some("example.com".into()), ..RollupFilter::default() };
     let by_source = forensic::counts(&pool, CountKey::Source, &domain_only).await.expect("counted");
-    assert_eq!(by_source, vec![("192.0.2.77".into(), 2)]);
+    assert_eq!(by_source, vec![(Some("192.0.2.77".into()), 2)]);
 
     let by_type = forensic::by_auth_failure(&pool, &all).await.expect("counted");
     let summary: Vec<(&str, i64, i64)> =

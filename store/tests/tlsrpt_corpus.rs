@@ -118,8 +118,7 @@ fn expectations(shared: &Path) -> Vec<(PathBuf, Outcome, Option<Stored>)> {
 
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn every_shared_tls_report_is_stored_with_its_totals(pool: PgPool) {
-    let Some(shared) = common::shared() else {
-        eprintln!("../shared is absent: nothing to check");
+    let Some(shared) = common::shared("every_shared_tls_report_is_stored_with_its_totals") else {
         return;
     };
     let store = Store::from_pool(pool.clone());

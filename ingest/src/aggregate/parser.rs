@@ -231,6 +231,9 @@ impl<R: BufRead> AggregateParser<R> {
         if let Some(from) = charset.transcoded_from {
             self.warnings.add("encoding", format!("transcoded from {from} to UTF-8"));
         }
+        if let Some(what) = self.cursor.before_declaration {
+            self.warnings.add("declaration_not_first", format!("{what} before the XML declaration ignored"));
+        }
         if let Some(declared) = charset.unknown_declared {
             self.warnings.add("encoding", format!("unknown declared encoding `{declared}` read as UTF-8"));
         }

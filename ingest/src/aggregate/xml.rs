@@ -195,6 +195,13 @@ pub(crate) struct XmlCursor<R> {
     pub invalid_utf8_bytes: u64,
     /// `&` not starting an entity reference, kept as a literal ampersand.
     pub bare_ampersands: u64,
+    /// What came before the XML declaration when it was not at the very start: `whitespace`,
+    /// `a comment` or `text` (XML wants the declaration first; we read on).
+    pub before_declaration: Option<&'static str>,
+    /// A comment was skipped before the first declaration or element.
+    prolog_comment: bool,
+    /// The first declaration or element was seen: the prolog is over.
+    prolog_done: bool,
 }
 
 impl<R> std::fmt::Debug for XmlCursor<R> {
@@ -222,6 +229,9 @@ impl<R: BufRead> XmlCursor<R> {
             control_chars_removed: 0,
             invalid_utf8_bytes: 0,
             bare_ampersands: 0,
+            before_declaration: None,
+            prolog_comment: false,
+            prolog_done: false,
         }
     }
 
@@ -377,6 +387,21 @@ impl<R: BufRead> XmlCursor<R> {
                     return Ok(Token::End { raw });
                 }
                 Some(b'?') => {
+                    if !self.prolog_done {
+                        self.prolog_done = true;
+                        self.need(6)?;
+                        let declaration = self.starts_with(b"<?xml")
+                            && self.buf.get(self.pos + 5).is_some_and(|&b| b.is_ascii_whitespace() || b == b'?');
+                        if declaration && self.position() > 0 {
+                            self.before_declaration = Some(if self.stray_text {
+                                "text"
+                            } else if self.prolog_comment {
+                                "a comment"
+                            } else {
+                                "whitespace"
+                            });
+                        }
+                    }
                     let close = self
                         .find(b"?>", 2)?
                         .ok_or_else(|| self.malformed("document ends inside a processing instruction (truncated?)"))?;
@@ -389,6 +414,7 @@ impl<R: BufRead> XmlCursor<R> {
                             .find(b"-->", 4)?
                             .ok_or_else(|| self.malformed("document ends inside a comment (truncated?)"))?;
                         self.pos += close + 3;
+                        self.prolog_comment |= !self.prolog_done;
                     } else if self.starts_with(b"<![CDATA[") {
                         let close = self
                             .find(b"]]>", 9)?
@@ -420,6 +446,7 @@ impl<R: BufRead> XmlCursor<R> {
                     }
                     let name = self.pos + 1..self.pos + 1 + name_len;
                     self.pos += close + 1;
+                    self.prolog_done = true;
                     return Ok(Token::Start { name, content, empty, raw });
                 }
                 None => return Err(self.malformed("document ends with `<`")),
@@ -748,6 +775,22 @@ mod tests {
         assert_eq!(xml.step()?, Step::End);
         assert_eq!(xml.step()?, Step::End);
         assert_eq!(xml.step()?, Step::Eof);
+        Ok(())
+    }
+
+    #[test]
+    fn what_comes_before_the_declaration_is_noticed() -> Result<(), IngestError> {
+        for (text, expected) in [
+            ("<?xml version='1.0'?><!-- after --><a/>", None),
+            ("<a/>", None),
+            ("\r\n  <?xml version='1.0'?><a/>", Some("whitespace")),
+            ("<!-- made by a tool -->\n<?xml version='1.0'?><a/>", Some("a comment")),
+            ("junk <?xml version='1.0'?><a/>", Some("text")),
+        ] {
+            let mut xml = cursor(text);
+            assert_eq!(xml.step()?, Step::Start(Tag::Other), "{text}");
+            assert_eq!(xml.before_declaration, expected, "{text}");
+        }
         Ok(())
     }
 

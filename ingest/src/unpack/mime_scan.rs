@@ -359,7 +359,13 @@ mod tests {
     }
 
     fn agrees(mail: &[u8]) {
-        let expected = MessageParser::default().parse(mail).map_or((0, 0), |message| parsed(&message, 0));
+        // mail-parser checks an invariant of its own with `debug_assert!` ("Invalid part ID")
+        // that some mangled mails trip in a debug build; a release build parses on. There is
+        // nothing to compare with then.
+        let expected = std::panic::catch_unwind(|| {
+            MessageParser::default().parse(mail).map_or((0, 0), |message| parsed(&message, 0))
+        });
+        let Ok(expected) = expected else { return };
         assert_eq!(measure(mail), expected, "{}", String::from_utf8_lossy(&mail[..mail.len().min(600)]));
     }
 

@@ -148,9 +148,11 @@ fn sniff(head: &[u8]) -> Content {
     }
 }
 
-/// A mail starts with a header field (`Name: value`), possibly after an mbox `From ` line.
+/// A mail starts with a header field (`Name: value`), possibly after an mbox `From ` line
+/// and blank lines (which [`mime`] skips with a warning).
 fn looks_like_mail(head: &[u8]) -> bool {
     let head = skip_mbox_from_line(head);
+    let head = &head[mime::blank_lines_before_headers(head)..];
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = &head[..line_end];
     match line.iter().position(|&b| b == b':') {
@@ -472,6 +474,9 @@ mod tests {
         assert_eq!(sniff(b"{\"organization-name\": 1}"), Content::Json);
         assert_eq!(sniff(b"From: a@b.example\r\nTo: c@d.example\r\n"), Content::Mail);
         assert_eq!(sniff(b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\nReturn-Path: <>\n"), Content::Mail);
+        assert_eq!(sniff(b"\nReceived: by mx.example.com\r\nFrom: a@b.example\r\n"), Content::Mail);
+        assert_eq!(sniff(b" \t\r\n\r\nFrom: a@b.example\r\n"), Content::Mail);
+        assert_eq!(sniff(b"\n\nnot a header\n"), Content::Text);
         assert_eq!(sniff(b"unused"), Content::Text);
         // UTF-16 XML, big- and little-endian, with and without a byte order mark.
         assert_eq!(sniff(b"\0<\0?\0x\0m\0l"), Content::Xml);
