@@ -26,7 +26,7 @@ setup: ## Check the toolchain and install the system packages the project uses
 	@command -v $(CARGO) >/dev/null || { echo "Rust is missing: install it with rustup (Rust 1.95)"; exit 2; }
 	@scripts/packages.sh
 
-run: setup build $(DB) ## Import samples/ into PostgreSQL and print the rollups, the failure reports and how to go on
+run: setup build $(DB) ## Import samples/ into PostgreSQL and print the rollups (DMARC and TLS), the failure reports and how to go on
 	@$(MAKE) --no-print-directory demo
 
 # One input at a time (--jobs 1): the ids are then always those the README shows.
@@ -35,8 +35,9 @@ demo: ## What `make run` does once installed and built: import samples/, print w
 	@[ -f $(DEMO)/key.txt ] || $(BIN) keygen -o $(DEMO)/key.txt > $(DEMO)/recipients.txt
 	@[ -f $(DEMO)/dmarcpipe.toml ] || printf '[forensic]\nrecipients_file = "recipients.txt"\n' > $(DEMO)/dmarcpipe.toml
 	$(BIN) --config $(DEMO)/dmarcpipe.toml migrate
-	$(BIN) --config $(DEMO)/dmarcpipe.toml import --json --jobs 1 --exclude '*.expected.json' samples/aggregate samples/forensic || [ $$? -eq 1 ]
+	$(BIN) --config $(DEMO)/dmarcpipe.toml import --json --jobs 1 --exclude '*.expected.json' samples/aggregate samples/forensic samples/tlsrpt || [ $$? -eq 1 ]
 	@for key in result org domain source day auth-failure; do echo; echo "== dmarcpipe report --by $$key"; $(BIN) report --by $$key || exit 2; done
+	@for key in policy-domain result-type mx-host; do echo; echo "== dmarcpipe report --tls --by $$key"; $(BIN) report --tls --by $$key || exit 2; done
 	@echo; echo "== dmarcpipe forensic list --limit 5"; $(BIN) forensic list --limit 5
 	@id=$$($(BIN) forensic list --limit 1 --format csv | tail -n 1 | cut -d, -f1); \
 	  echo; echo "== dmarcpipe forensic show $$id -i $(DEMO)/key.txt"; $(BIN) forensic show $$id -i $(DEMO)/key.txt

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the dmarcpipe sample corpus (samples/aggregate/... and samples/forensic/...).
+"""Writes the dmarcpipe sample corpus (samples/aggregate/..., samples/forensic/... and samples/tlsrpt/...).
 
 Run from the repository root:  python3 samples/generate.py
 
@@ -10,7 +10,8 @@ no file name, zip entries a fixed timestamp, mails fixed boundaries, Message-IDs
 Only the Python standard library is used.
 
 Every report's natural key (org_name, report_id, policy domain, begin, end) is checked to be
-unique across the corpus, except for the deliberate duplicate in aggregate/duplicates/.
+unique across the corpus, except for the deliberate duplicate in aggregate/duplicates/; so is
+every TLS report's (organization-name, report-id, date range).
 """
 
 import base64
@@ -18,6 +19,7 @@ import calendar
 import gzip
 import hashlib
 import io
+import json
 import os
 import quopri
 import random
@@ -2412,6 +2414,326 @@ Content-Type: multipart/report; report-type=feedback-report; boundary="{bnd}\"""
 
 
 # --------------------------------------------------------------------------------------------
+# tlsrpt/: SMTP TLS reports (RFC 8460)
+# --------------------------------------------------------------------------------------------
+
+TLS_KEYS = {}
+
+
+def tls_register(label, report):
+    """A TLS report's natural key: organization, report id and date range."""
+    key = (report["organization-name"], report["report-id"], report["date-range"]["start-datetime"],
+           report["date-range"]["end-datetime"])
+    if key in TLS_KEYS:
+        raise SystemExit(f"natural key of {label} repeats the one of {TLS_KEYS[key]}: {key}")
+    TLS_KEYS[key] = label
+
+
+def utc(ts, seconds=True):
+    t = time.gmtime(ts)
+    text = f"{t.tm_year}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}"
+    return text + (f":{t.tm_sec:02d}" if seconds else "")
+
+
+def tls_report(org, contact, rid, begin, policies, end=None):
+    return {
+        "organization-name": org,
+        "date-range": {"start-datetime": utc(begin) + "Z", "end-datetime": utc(end or begin + DAY - 1) + "Z"},
+        "contact-info": contact,
+        "report-id": rid,
+        "policies": policies,
+    }
+
+
+def sts_policy(domain, mxs, mode="enforce", max_age=604800):
+    return ["version: STSv1", f"mode: {mode}"] + [f"mx: {mx}" for mx in mxs] + [f"max_age: {max_age}"]
+
+
+def failure(result, count, sending=None, mx=None, receiving=None, **extra):
+    entry = {"result-type": result}
+    if sending:
+        entry["sending-mta-ip"] = sending
+    if receiving:
+        entry["receiving-ip"] = receiving
+    if mx:
+        entry["receiving-mx-hostname"] = mx
+    entry["failed-session-count"] = count
+    entry.update(extra)
+    return entry
+
+
+def compact(value):
+    return json.dumps(value, separators=(",", ":"))
+
+
+def tls_mail(head, boundary, text_part, filename, gz_bytes, description=None):
+    """multipart/report; report-type=tlsrpt: a human-readable part and the gzipped report."""
+    desc = f"Content-Description:\n {filename}\n" if description else ""
+    return f"""{head}
+
+--{boundary}
+{text_part}
+
+--{boundary}
+Content-Type: application/tlsrpt+gzip;
+\tname="{filename}"
+{desc}Content-Disposition: attachment;
+\tfilename="{filename}"
+Content-Transfer-Encoding: base64
+
+{b64(gz_bytes)}
+
+--{boundary}--
+"""
+
+
+def tlsrpt():
+    t = "tlsrpt/"
+
+    # google-mail.eml: Google's shape. One-line JSON, `mx-host` as an array, sending and
+    # receiving IPs on every failure detail, the report gzipped in a multipart/report mail.
+    begin = day(1)
+    report = tls_report("google.example", "smtp-tls-reporting@google.example", f"{utc(begin)}Z_example.com", begin, [{
+        "policy": {
+            "policy-type": "sts",
+            "policy-string": sts_policy("example.com", ["mx1.example.com", "mx2.example.com"]),
+            "policy-domain": "example.com",
+            "mx-host": ["mx1.example.com", "mx2.example.com"],
+        },
+        "summary": {"total-successful-session-count": 1835, "total-failure-session-count": 12},
+        "failure-details": [
+            failure("certificate-expired", 9, "2001:db8:4860:4::1a", "mx2.example.com", "203.0.113.25"),
+            failure("certificate-expired", 2, "2001:db8:4860:4::1b", "mx2.example.com", "203.0.113.25"),
+            failure("sts-webpki-invalid", 1, "192.0.2.141", "mx1.example.com", "203.0.113.24"),
+        ],
+    }])
+    tls_register(t + "google-mail.eml", report)
+    name = f"google.example!example.com!{begin}!{begin + DAY - 1}!001.json.gz"
+    bnd = "000000000000a1b2c3d4e5f60718"
+    arrived = begin + DAY + 3 * 3600 + 611
+    head = f"""Return-Path: <noreply-smtp-tls-reporting@google.example>
+Received: by mail-qk1.google.example with SMTP id 9f2c01a7b3e4d5;
+        {maildate(arrived, -480)}
+MIME-Version: 1.0
+Date: {maildate(arrived, -480)}
+TLS-Report-Domain: example.com
+TLS-Report-Submitter: google.example
+Message-ID: <000000000000f47cc505e8c8905c@google.example>
+Subject: Report Domain: example.com Submitter: google.example Report-ID: <{utc(begin).replace(':', '.').replace('-', '.')}Z+example.com@google.example>
+From: noreply-smtp-tls-reporting@google.example
+To: tlsrpt@example.com
+Content-Type: multipart/report; boundary="{bnd}"; report-type=tlsrpt"""
+    text = 'Content-Type: text/plain; charset="UTF-8"; format=flowed; delsp=yes\n\nThis is an aggregate TLS report from google.example'
+    write(t + "google-mail.eml", tls_mail(head, bnd, text, name, gz(compact(report))))
+
+    # microsoft-mail.eml: Microsoft's shape. Date-times without a UTC offset, no `mx-host`,
+    # a TLSA policy whose policy-string holds a JSON array in one string, a failure detail
+    # without addresses, a Report-ID without angle brackets folded onto its own line.
+    begin = day(1)
+    rid = "133925885310113267+example.net"
+    report = {
+        "organization-name": "Microsoft.example Corporation",
+        "date-range": {"start-datetime": utc(begin), "end-datetime": utc(begin + DAY - 1)},
+        "contact-info": "tlsrpt-noreply@microsoft.example",
+        "report-id": rid,
+        "policies": [{
+            "policy": {
+                "policy-type": "sts",
+                "policy-string": sts_policy("example.net", ["*.mail.example.net"], max_age=2592000),
+                "policy-domain": "example.net",
+            },
+            "summary": {"total-successful-session-count": 402, "total-failure-session-count": 3},
+            "failure-details": [failure("sts-policy-fetch-error", 3)],
+        }, {
+            "policy": {
+                "policy-type": "tlsa",
+                "policy-string": [json.dumps([
+                    "3 1 1 6007EEE553E85D8DF007A845D19EC343283D4E416E9A33F9EF3040C8B7C285BC",
+                    "3 1 1 837C773D54C2E2BD71871A3FC352BE8214D5646CBAE5E3091401A7274717998B",
+                ], separators=(",", ":"))],
+                "policy-domain": "example.net",
+            },
+            "summary": {"total-successful-session-count": 57, "total-failure-session-count": 0},
+        }],
+    }
+    tls_register(t + "microsoft-mail.eml", report)
+    name = f"microsoft.example!example.net!{begin}!{begin + DAY - 1}!133925885310113267.json.gz"
+    bnd = "_5f2e8c1a-7b3d-4e9f-a6c2-0d1b8e7f6a52_"
+    arrived = begin + DAY + 5 * 3600 + 562
+    head = f"""Return-Path: <tlsrpt-noreply@microsoft.example>
+From: <tlsrpt-noreply@microsoft.example>
+To: "tlsrpt@example.net" <tlsrpt@example.net>
+Date: {maildate(arrived)}
+Subject: Report Domain: example.net Submitter: microsoft.example Report-ID:
+ {rid}
+TLS-Report-Domain: example.net
+TLS-Report-Submitter: microsoft.example
+MIME-Version: 1.0
+Message-ID: <{rid}@example.net>
+Content-Type: multipart/report;
+\tboundary="{bnd}"; report-type=tlsrpt
+X-MS-PublicTrafficType: Email"""
+    text = ('Content-Type: text/plain; charset="us-ascii"\nContent-Transfer-Encoding: quoted-printable\n\n'
+            "This is an aggregate TLS report from microsoft.example")
+    write(t + "microsoft-mail.eml", tls_mail(head, bnd, text, name, gz(compact(report)), description=True))
+
+    # dane-tlsa-failures.json: a DANE-only sender's report, pretty-printed: a `tlsa` policy
+    # with its records, `mx-host` as the RFC's string, and failures of every DANE result
+    # type with HELO, reason codes and an additional-information URI.
+    begin = day(2)
+    records = ["3 1 1 2B9F1C0E4D7A6B5C8E3F2A1D0C9B8A7E6F5D4C3B2A19080706F5E4D3C2B1A09F",
+               "2 1 1 0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0"]
+    report = tls_report("Sender Example Mail", "tlsrpt@mail.sender.example", "tlsrpt-20261102-example.org-7",
+                        begin, [{
+        "policy": {
+            "policy-type": "tlsa",
+            "policy-string": records,
+            "policy-domain": "example.org",
+            "mx-host": "mx.example.org",
+        },
+        "summary": {"total-successful-session-count": 410, "total-failure-session-count": 57},
+        "failure-details": [
+            failure("tlsa-invalid", 31, "192.0.2.10", "mx.example.org", "198.51.100.25",
+                    **{"receiving-mx-helo": "mx.example.org ESMTP ready",
+                       "failure-reason-code": "no TLSA record matches the certificate chain",
+                       "additional-information": "https://tlsrpt.sender.example/detail/20261102-7#tlsa"}),
+            failure("dnssec-invalid", 20, "192.0.2.10", "mx.example.org", "198.51.100.25",
+                    **{"failure-reason-code": "SERVFAIL for _25._tcp.mx.example.org TLSA"}),
+            failure("dane-required", 4, "192.0.2.11", "mx-backup.example.org", "198.51.100.26"),
+            failure("validation-failure", 2, "192.0.2.11", "mx-backup.example.org", "198.51.100.26",
+                    **{"failure-reason-code": "X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION"}),
+        ],
+    }])
+    tls_register(t + "dane-tlsa-failures.json", report)
+    write(t + "dane-tlsa-failures.json", json.dumps(report, indent=2) + "\n")
+
+    # no-policy-found.json: a Postfix-style reporter (tlsrpt-reporter) whose
+    # `no-policy-found` entry has no policy-domain (CHECKLIST T3).
+    begin = day(3)
+    report = tls_report("relay.example", "noreply-tlsrpt@relay.example", f"{utc(begin)}Z_example.com", begin, [{
+        "policy": {"policy-type": "no-policy-found"},
+        "summary": {"total-successful-session-count": 88, "total-failure-session-count": 0},
+        "failure-details": [],
+    }], end=begin + DAY)
+    tls_register(t + "no-policy-found.json", report)
+    write(t + "no-policy-found.json", json.dumps(report, indent=4) + "\n")
+
+    # The RFC's recommended file name for a gzipped report, as a file on its own: the RFC 8460
+    # shape (`mx-host` a string), an MTA-STS policy in testing mode, STARTTLS not offered.
+    begin = day(3)
+    report = tls_report("mail.sender.example", "sts-reporting@mail.sender.example",
+                        "5e0c4b1a-93d7-4f26-8b1e-7a2c9d4f6e10", begin, [{
+        "policy": {
+            "policy-type": "sts",
+            "policy-string": sts_policy("example.org", ["*.mail.example.org"], mode="testing", max_age=86400),
+            "policy-domain": "example.org",
+            "mx-host": "*.mail.example.org",
+        },
+        "summary": {"total-successful-session-count": 5326, "total-failure-session-count": 203},
+        "failure-details": [
+            failure("starttls-not-supported", 200, "2001:db8:abcd:13::1", "mx2.mail.example.org", "203.0.113.56"),
+            failure("certificate-host-mismatch", 3, "198.51.100.62", "mx1.mail.example.org", "203.0.113.55"),
+        ],
+    }])
+    name = f"mail.sender.example!example.org!{begin}!{begin + DAY - 1}!001.json.gz"
+    tls_register(t + name, report)
+    write(t + name, gz(json.dumps(report, indent=1)))
+
+    # quirks/: deviations, one file each or a few together.
+    q = t + "quirks/"
+    begin = day(4)
+    report = {
+        "organization-name": "quirky.example",
+        "date-range": {"start-datetime": utc(begin + 3600, seconds=False) + "+01:00",
+                       "end-datetime": utc(begin + DAY - 1) + "+00:00"},
+        "contact-info": "tlsrpt@quirky.example",
+        "report-id": "qx-20261104",
+        "x-report-generator": "quirkmta 0.9",
+        "policies": [{
+            "policy": {
+                "policy-type": "STS",
+                "policy-string": sts_policy("example.com", ["mx.example.com"]),
+                "policy-domain": "Example.COM",
+                "mx-host-pattern": "mx.example.com",
+            },
+            "summary": {"total-successful-session-count": "120", "total-failure-session-count": "5"},
+            "failure-details": [
+                {"result-type": "sts-policy-expired", "sending-mta-ip": "2001:DB8:0:0:0:0:0:25",
+                 "receiving-mx-hostname": "mx.example.com", "failed-session-count": "4",
+                 "additional-info-uri": "https://quirky.example/tls/qx-20261104/1"},
+                {"result-type": "validation-failure", "sending-mta-ip": "192.0.2.041",
+                 "receiving-mx-hostname": "mx.example.com", "failed-session-count": 1.0,
+                 "failure-error-code": "X509_V_ERR_CERT_HAS_EXPIRED"},
+            ],
+        }],
+    }
+    tls_register(q + "strings-offsets-aliases.json", report)
+    write(q + "strings-offsets-aliases.json", json.dumps(report, indent=2) + "\n")
+
+    begin = day(5)
+    report = tls_report("idle.example", None, "idle-20261105", begin, [])
+    tls_register(q + "no-policies.json", report)
+    write(q + "no-policies.json", json.dumps(report, indent=2) + "\n")
+
+    begin = day(5)
+    report = tls_report("server.example", "postmaster@server.example", "1793836800_example.net", begin, {
+        "policy": {
+            "policy-type": "sts",
+            "policy-string": sts_policy("example.net", ["mx.example.net"], max_age=86400),
+            "policy-domain": "example.net",
+            "mx-host": ["mx: mx.example.net"],
+        },
+        "summary": {"total-successful-session-count": 17, "total-failure-session-count": 0},
+    })
+    tls_register(q + "policies-object-mx-lines.json", report)
+    write(q + "policies-object-mx-lines.json", json.dumps(report, indent=4) + "\n")
+
+    # rejected/: what cannot be read.
+    r = t + "rejected/"
+    begin = day(6)
+    report = tls_report("broken.example", "tlsrpt@broken.example", "br-20261106", begin, [{
+        "policy": {"policy-type": "sts", "policy-domain": "example.com", "mx-host": ["mx.example.com"]},
+        "summary": {"total-successful-session-count": 10, "total-failure-session-count": 1},
+        "failure-details": [failure("starttls-not-supported", 1, "192.0.2.7", "mx.example.com",
+                                    **{"additional-information": "https://broken.example/r/ br-20261106"})],
+    }])
+    text = json.dumps(report, indent=2)
+    # A URL broken across a line inside a string, as printed in RFC 8460 Appendix B.
+    text = text.replace("/r/ br-20261106", "/r/\n      br-20261106")
+    write(r + "bad-json.json", text + "\n")
+
+    deep = ('{"organization-name": "deep.example", "report-id": "deep-1", "policies": '
+            + "[" * 12000 + "]" * 12000 + "}\n")
+    assert len(deep) < 30000
+    write(r + "json-bomb-deep.json", deep)
+
+    wide = ('{"organization-name": "wide.example", "report-id": "wide-1", "policies": [{"failure-details": ['
+            + "0," * 150000 + "0]}]}\n")
+    wide_gz = gz(wide)
+    # Under the decompression ratio check's first megabyte: the JSON limits must stop it.
+    assert len(wide) < (1 << 20) and len(wide_gz) < 30000
+    write(r + "json-bomb-wide.json.gz", wide_gz)
+
+    begin = day(7)
+    report = tls_report("negative.example", "tlsrpt@negative.example", "neg-20261107", begin, [{
+        "policy": {"policy-type": "sts", "policy-domain": "example.org", "mx-host": ["mx.example.org"]},
+        "summary": {"total-successful-session-count": 10, "total-failure-session-count": -4},
+    }])
+    tls_register(r + "negative-count.json", report)
+    write(r + "negative-count.json", json.dumps(report, indent=2) + "\n")
+
+    # not-reports/: JSON and JSON-like text that is not a TLS report.
+    n = t + "not-reports/"
+    write(n + "package.json", json.dumps({
+        "name": "dmarc-dashboard", "version": "1.4.2", "private": True,
+        "scripts": {"build": "vite build"}, "dependencies": {"chart.js": "^4.4.0"},
+    }, indent=2) + "\n")
+    write(n + "sts-policy-lines.json", json.dumps(sts_policy("example.com", ["mx.example.com"]), indent=1) + "\n")
+    write(n + "preview-notice.txt",
+          "[Preview] This mailbox receives TLS reports for example.com.\n"
+          "Reports arrive once a day; nothing to do here.\n")
+
+# --------------------------------------------------------------------------------------------
 
 def main():
     reporter_shapes()
@@ -2420,11 +2742,13 @@ def main():
     not_reports()
     rejected()
     forensic()
+    tlsrpt()
     for rel in WRITTEN:
         size = os.path.getsize(os.path.join(HERE, rel))
         limit = 30000 if "bomb" in rel else 30 * 1024
         assert size < limit, (rel, size)
-    print(f"wrote {len(WRITTEN)} files under {os.path.relpath(HERE)}/ ({len(KEYS)} distinct report keys)")
+    print(f"wrote {len(WRITTEN)} files under {os.path.relpath(HERE)}/ ({len(KEYS)} distinct report keys, "
+          f"{len(TLS_KEYS)} TLS report keys)")
 
 
 if __name__ == "__main__":

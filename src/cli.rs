@@ -79,7 +79,8 @@ pub enum Command {
     Migrate,
     /// Import reports from files, directories, mbox files, maildirs, or one message on stdin (`-`).
     Import(ImportArgs),
-    /// Print rollups of aggregate reports, with failure report counts where they fit.
+    /// Print rollups of aggregate reports, with failure report counts where they fit, or of
+    /// SMTP TLS reports (`--tls`).
     Report(ReportArgs),
     /// List failure (forensic) reports, or open one with an age identity.
     #[command(subcommand)]
@@ -140,6 +141,12 @@ pub enum RollupBy {
     Day,
     /// Auth-Failure type of failure reports (dmarc, spf, bodyhash, ...).
     AuthFailure,
+    /// With --tls: the policy domain of TLS report policies (`domain` is the same).
+    PolicyDomain,
+    /// With --tls: the result type of TLS failure details.
+    ResultType,
+    /// With --tls: the receiving MX host of TLS failure details.
+    MxHost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +161,11 @@ pub struct ReportArgs {
     /// What to group by.
     #[arg(long, value_enum)]
     pub by: RollupBy,
+
+    /// SMTP TLS reports (RFC 8460) instead of DMARC: sessions, failures and the failure share
+    /// by policy-domain, result-type, mx-host, org or day.
+    #[arg(long)]
+    pub tls: bool,
 
     /// Only this policy domain.
     #[arg(long, value_name = "DOMAIN")]

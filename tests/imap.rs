@@ -533,7 +533,16 @@ async fn a_recreated_folder_with_a_new_uidvalidity_is_read_again(pool: PgPool) {
     std::thread::sleep(Duration::from_millis(1100));
     client.command("DELETE \"Reports\"").expect("deleted");
     client.create("Reports").expect("created");
-    client.append("Reports", &report_mail(2)).expect("appended");
+    // Dovecot may still be noticing the deletion in the session that watches the folder, and
+    // answers `NO Mailbox was deleted under us` to an APPEND meanwhile: try again.
+    let appended = (0..50).any(|_| {
+        let done = client.append("Reports", &report_mail(2)).is_ok();
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    assert!(appended, "the message was appended to the new folder");
     client.logout();
     served.wait_for_log("UIDVALIDITY of Reports changed", Duration::from_secs(60));
     wait_until("the new message is stored", Duration::from_secs(60), || {

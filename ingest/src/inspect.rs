@@ -14,6 +14,7 @@ use crate::forensic::ForensicReport;
 use crate::limits::Limits;
 use crate::model::AggregateReport;
 use crate::read::{self, Item, Sink};
+use crate::tlsrpt::TlsReport;
 
 /// Everything found in one input.
 #[derive(Debug, Default, Serialize)]
@@ -23,6 +24,9 @@ pub struct Inspection {
     /// Failure (forensic) reports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forensic: Vec<Found<ForensicFound>>,
+    /// SMTP TLS reports (RFC 8460).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<Found<TlsReport>>,
     /// Parts that could not be unpacked or parsed, with the reason.
     pub problems: Vec<Found<IngestError>>,
     /// Parts that are not reports.
@@ -112,13 +116,14 @@ impl Inspection {
             Item::Forensic(report, raw) => {
                 self.forensic.push(Found { location, content: ForensicFound { report: *report, raw: raw.to_vec() } })
             }
+            Item::Tls(report) => self.tls.push(Found { location, content: *report }),
             Item::NotReport(what) => self.skipped.push(Found { location, content: what }),
             Item::Problem(error) => self.problems.push(Found { location, content: error }),
         }
     }
 
     fn classify(mut self) -> Inspection {
-        self.verdict = Contents::of(self.reports.len() + self.forensic.len(), self.problems.len());
+        self.verdict = Contents::of(self.reports.len() + self.forensic.len() + self.tls.len(), self.problems.len());
         self
     }
 }
@@ -148,7 +153,7 @@ impl Sink for Inspection {
 pub struct Outgrown;
 
 /// [`inspect`], giving up as soon as the input's reports hold more than `max_records` records
-/// together, or reading it would hold more than `memory` bytes of it at once (the store then
+/// together (a TLS report weighs its rows, see [`TlsReport::rows`]), or reading it would hold more than `memory` bytes of it at once (the store then
 /// streams the input instead).
 pub fn inspect_up_to(
     envelope: &Envelope,
@@ -172,6 +177,10 @@ impl Sink for Bounded {
 
     fn item(&mut self, location: &str, item: Item<'_, '_>) -> Result<(), Outgrown> {
         let Item::Aggregate(document) = item else {
+            if let Item::Tls(report) = &item {
+                // Its failure details weigh like records.
+                self.records_left = self.records_left.checked_sub(report.rows()).ok_or(Outgrown)?;
+            }
             self.inspection.add(location, item);
             return Ok(());
         };

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`envelope`]: an input as received (bytes or a file, where it came from, when).
 //! - [`read`]: the one way from an input to the items in it (aggregate reports, failure
-//!   reports, problems, parts that are not reports), for every consumer.
+//!   reports, TLS reports, problems, parts that are not reports), for every consumer.
 //! - [`inspect`]: all the items of an input in memory (`dmarcpipe parse`, the golden tests,
 //!   and the store for every input that fits).
 //! - [`unpack`]: sniffing, capped decompression (gzip, zip), MIME walking; finds the report
@@ -12,6 +12,7 @@
 //! - [`charset`]: whatever encoding a document is in, to UTF-8.
 //! - [`aggregate`]: the streaming RUA XML parser.
 //! - [`forensic`]: failure (RUF) reports: ARF and plain text.
+//! - [`tlsrpt`]: SMTP TLS reports (RFC 8460 JSON).
 //! - [`model`]: the normalized report types, enumerations and warnings.
 //! - [`outcome`]: what became of an input (decided by the store, acted on by the channels).
 //! - [`intake`]: the channels inputs arrive by (files, mbox, maildir).
@@ -34,6 +35,7 @@ pub mod outcome;
 pub mod read;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tlsrpt;
 pub mod unpack;
 
 pub use envelope::{Envelope, Origin, Payload};

@@ -67,6 +67,9 @@ macro_rules! wire_enum {
     };
 }
 
+// For the enumerations of the other report kinds (`tlsrpt::model`).
+pub(crate) use wire_enum;
+
 /// The enumerations of the report schemas, for code that handles all of them alike.
 pub trait WireEnum: Copy + fmt::Debug {
     fn parse(text: &str) -> Parsed<Self>;

@@ -165,6 +165,26 @@ fn day(seconds: i64) -> String {
         .map_or_else(|| "beyond the year 262,000".to_owned(), |moment| moment.format("%Y-%m-%d").to_string())
 }
 
+/// Checks a report period: an error when it ends before it begins, a note when it is
+/// meaningfully longer than a day (reports normally cover one; periods that end a few seconds
+/// or minutes after midnight, 86,401 to 87,483 s from self-hosted appliances, are ordinary).
+/// `what` names the period in messages.
+pub(crate) fn period(begin: DateTime<Utc>, end: DateTime<Utc>, what: &str) -> Result<Normalized<()>, String> {
+    if end < begin {
+        return Err(format!("{what} ends ({end}) before it begins ({begin})"));
+    }
+    let span = end - begin;
+    if span > chrono::Duration::hours(25) {
+        let days = span.num_seconds() as f64 / 86400.0;
+        return Ok(Normalized::noted(
+            (),
+            "date_range_long",
+            format!("{what} spans {days:.1} days (reports normally cover one)"),
+        ));
+    }
+    Ok(Normalized::clean(()))
+}
+
 /// Lower-cases a domain and drops a trailing dot. Empty means absent.
 pub(crate) fn domain(text: &str) -> Option<Normalized<String>> {
     let trimmed = text.trim();

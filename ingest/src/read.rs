@@ -2,7 +2,8 @@
 //!
 //! Input: an [`Envelope`] and the [`Limits`]. Output: calls on a [`Sink`], one per thing found,
 //! in the order found: an aggregate report (opened, its records streamed to whoever reads
-//! them), a failure report (parsed, with the raw mail to seal), a part that is not a report, a
+//! them), a failure report (parsed, with the raw mail to seal), an SMTP TLS report (parsed:
+//! JSON, small and capped, see [`tlsrpt`](crate::tlsrpt)), a part that is not a report, a
 //! problem (a part that could not be unpacked or parsed), and tolerated container oddities.
 //!
 //! [`unpack`](crate::unpack) finds the documents and mails inside the input; this module
@@ -24,6 +25,7 @@ use crate::error::IngestError;
 use crate::forensic::{self, ForensicReport};
 use crate::limits::Limits;
 use crate::model::{AggregateReport, Record, ReportHeader, ReportSummary};
+use crate::tlsrpt::{self, TlsLimits, TlsReport};
 use crate::unpack::{self, Document, DocumentKind, Visitor};
 
 /// One thing found in an input.
@@ -34,6 +36,8 @@ pub enum Item<'i, 'r> {
     /// A failure (forensic) report, and the raw bytes of the report mail, which hold the
     /// original message and are to be sealed, never stored in clear.
     Forensic(Box<ForensicReport>, &'i [u8]),
+    /// An SMTP TLS report (RFC 8460).
+    Tls(Box<TlsReport>),
     /// Something that is not a report (text, HTML, another XML vocabulary), and what it is.
     NotReport(String),
     /// A part that could not be unpacked or parsed, and why.
@@ -165,9 +169,14 @@ impl<S: Sink> Visitor for Dispatch<'_, S> {
                 Ok(Opened::NotAggregate(what)) => self.sink.item(location, Item::NotReport(what)),
                 Err(err) => self.sink.item(location, Item::Problem(err)),
             },
-            DocumentKind::Json => match classify_json(document.reader) {
-                Some(err) => self.sink.item(location, Item::Problem(err)),
-                None => self.sink.item(location, Item::NotReport("JSON, not a report".into())),
+            DocumentKind::Json => match tlsrpt::parse(document.reader, &TlsLimits::default(), document.memory) {
+                Ok(tlsrpt::Opened::Report(report)) => self.sink.item(location, Item::Tls(report)),
+                Ok(tlsrpt::Opened::NotTlsReport(what)) => self.sink.item(location, Item::NotReport(what)),
+                Ok(tlsrpt::Opened::OverMemory(error)) => {
+                    self.sink.over_memory()?;
+                    self.sink.item(location, Item::Problem(error))
+                }
+                Err(err) => self.sink.item(location, Item::Problem(err)),
             },
         }
     }
@@ -197,14 +206,4 @@ impl<S: Sink> Visitor for Dispatch<'_, S> {
     fn over_memory(&mut self, _location: &str) -> Result<(), S::Error> {
         self.sink.over_memory()
     }
-}
-
-/// JSON documents are SMTP TLS reports (RFC 8460) or not reports at all. TLS reports are not
-/// imported by this version: they are refused with a reason (and kept for `reprocess`), so that
-/// nothing is lost; other JSON gives `None`.
-fn classify_json(reader: &mut dyn BufRead) -> Option<IngestError> {
-    let head = reader.fill_buf().ok()?;
-    let head = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-    (head.contains("\"organization-name\"") || head.contains("\"policies\"") || head.contains("\"report-id\""))
-        .then(|| IngestError::Unsupported("SMTP TLS reports (RFC 8460) are not imported by this version".into()))
 }

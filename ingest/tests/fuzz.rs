@@ -1,5 +1,5 @@
 //! Mutation fuzzing of the whole unpack-and-parse path, on the stable toolchain: samples from
-//! `samples/` are damaged at random (bit flips, cuts, insertions, repeats, and mutations of
+//! `samples/` (aggregate and TLS reports) are damaged at random (bit flips, cuts, insertions, repeats, and mutations of
 //! the XML inside gzip before recompressing) and inspected. Nothing may panic, hang or
 //! allocate without bound; every input must end in a verdict.
 //!
@@ -16,13 +16,14 @@ use dmarcpipe_ingest::testkit::{Rng, gzip};
 
 fn corpus() -> Vec<Vec<u8>> {
     let mut files = Vec::new();
-    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/aggregate")];
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
+    let mut stack = vec![samples.join("aggregate"), samples.join("tlsrpt")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("samples/ is readable") {
             let path = entry.expect("an entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !path.to_string_lossy().ends_with(".json") {
+            } else if !path.to_string_lossy().ends_with(".expected.json") {
                 let bytes = std::fs::read(&path).expect("readable");
                 // The bombs are tested on their own; mutating them only burns time.
                 if bytes.len() < 64 * 1024 && !path.to_string_lossy().contains("bomb") {

@@ -20,14 +20,16 @@ fn samples_dir() -> PathBuf {
 }
 
 /// The inputs under test: files, and maildirs as a whole (their expectations sit beside the
-/// directory). Generator, documentation and expectation files are not inputs.
+/// directory). Generator, documentation and expectation files are not inputs (JSON inputs,
+/// such as TLS reports, are).
 fn sample_inputs(dir: &Path, found: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(dir).expect("samples/ is readable").map(|entry| entry.expect("an entry").path()).collect();
     entries.sort();
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if name.starts_with('.') || name.ends_with(".json") || name.ends_with(".md") || name.ends_with(".py") {
+        let expectation = name.ends_with(".expected.json") || name.ends_with(".actual.json");
+        if name.starts_with('.') || expectation || name.ends_with(".md") || name.ends_with(".py") {
             continue;
         }
         if path.is_dir() {
@@ -103,9 +105,11 @@ fn every_sample_gives_its_expected_output() {
     assert!(mismatches.is_empty(), "outputs differ from the expectations (see *.actual.json): {mismatches:#?}");
 }
 
-/// The reports found, without locations.
+/// The reports found (aggregate and TLS), without locations.
 fn reports(inspection: &Inspection) -> Vec<Value> {
-    inspection.reports.iter().map(|found| serde_json::to_value(&found.content).expect("serializable")).collect()
+    let aggregate = inspection.reports.iter().map(|found| serde_json::to_value(&found.content));
+    let tls = inspection.tls.iter().map(|found| serde_json::to_value(&found.content));
+    aggregate.chain(tls).map(|value| value.expect("serializable")).collect()
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //!
 //! The caller builds a [`Table`] (named columns, typed cells) from whatever rows it has; this
 //! crate formats it as an aligned terminal table, CSV (RFC 4180, header row first) or JSON (an
-//! array of objects keyed by column name, numbers as numbers, beyond 64 bits as strings).
+//! array of objects keyed by column name, numbers as numbers, beyond 64 bits as strings). A
+//! share (a fraction such as a failure rate) is a percentage in a terminal table and the
+//! fraction itself in CSV and JSON.
 
 use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
@@ -13,6 +15,8 @@ pub enum Cell {
     Text(String),
     /// A whole number; sums of counts can exceed 64 bits.
     Int(i128),
+    /// A fraction of a whole (0.0537 is 5.37 %).
+    Share(f64),
     Null,
 }
 
@@ -51,7 +55,16 @@ impl Cell {
         match self {
             Cell::Text(text) => text.clone(),
             Cell::Int(value) => value.to_string(),
+            Cell::Share(fraction) => fraction.to_string(),
             Cell::Null => String::new(),
+        }
+    }
+
+    /// As shown in a terminal table.
+    fn display_for_people(&self) -> String {
+        match self {
+            Cell::Share(fraction) => format!("{:.2}%", fraction * 100.0),
+            other => other.display(),
         }
     }
 
@@ -61,6 +74,7 @@ impl Cell {
             // JSON numbers as 64-bit integers where they fit (what JSON readers take), else the
             // digits as a string.
             Cell::Int(value) => i64::try_from(*value).map_or_else(|_| Value::String(value.to_string()), Value::from),
+            Cell::Share(fraction) => Value::from(*fraction),
             Cell::Null => Value::Null,
         }
     }
@@ -130,9 +144,9 @@ pub fn text_table(table: &Table) -> String {
     out.set_header(table.titles.iter().map(comfy_table::Cell::new));
     for row in &table.rows {
         out.add_row(row.iter().map(|cell| {
-            let formatted = comfy_table::Cell::new(cell.display());
+            let formatted = comfy_table::Cell::new(cell.display_for_people());
             match cell {
-                Cell::Int(_) => formatted.set_alignment(CellAlignment::Right),
+                Cell::Int(_) | Cell::Share(_) => formatted.set_alignment(CellAlignment::Right),
                 _ => formatted,
             }
         }));
@@ -190,6 +204,16 @@ mod tests {
         assert_eq!(value[0]["messages"], Value::from(1200));
         assert_eq!(value[1]["messages"], Value::Null);
         assert_eq!(value[1]["source"], "a, \"quoted\" name");
+    }
+
+    #[test]
+    fn shares_are_percentages_for_people_and_fractions_for_programs() {
+        let mut table = Table::new(["key", "share"]);
+        table.push(vec!["a".into(), Cell::Share(0.0537)]);
+        assert!(text_table(&table).lines().any(|line| line.trim_end().ends_with("5.37%")));
+        assert_eq!(csv(&table), "key,share\na,0.0537\n");
+        let value: Value = serde_json::from_str(&json(&table)).expect("valid JSON");
+        assert_eq!(value[0]["share"], Value::from(0.0537));
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `dmarcpipe report --by KEY`: rollups of aggregate reports as a table, CSV or JSON, with
 //! the number of failure (forensic) reports per domain, source and day beside them, and
-//! failure reports by Auth-Failure type.
+//! failure reports by Auth-Failure type. `--tls`: rollups of SMTP TLS reports instead.
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
+use clap::ValueEnum;
 use dmarcpipe_render::{Cell, Format, Table};
 use dmarcpipe_store::Store;
 use dmarcpipe_store::forensic::{self, CountKey};
 use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey, RollupRow};
+use dmarcpipe_store::tlsrpt::{self, TlsKey};
 
 use super::connect;
 use crate::cli::{OutputFormat, ReportArgs, RollupBy};
@@ -19,21 +21,20 @@ use crate::exit;
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportArgs) -> Result<u8> {
     let (since, until) = day_range(args.since.as_deref(), args.until.as_deref(), Utc::now().date_naive())?;
     let filter = RollupFilter { domain: args.domain.clone(), since, until };
+    // A key that does not fit is refused before connecting.
+    let rollup = Rollup::of(args.tls, args.by)?;
     let store = connect(config, database_url, 2).await?;
-    let mut table = match args.by {
-        RollupBy::AuthFailure => auth_failure_table(&store, &filter).await?,
-        RollupBy::Result => rollup_table(&store, RollupKey::Result, None, &filter).await?,
-        RollupBy::Org => rollup_table(&store, RollupKey::Org, None, &filter).await?,
-        RollupBy::Source => rollup_table(&store, RollupKey::Source, Some(CountKey::Source), &filter).await?,
-        RollupBy::Domain => rollup_table(&store, RollupKey::Domain, Some(CountKey::Domain), &filter).await?,
-        RollupBy::Day => rollup_table(&store, RollupKey::Day, Some(CountKey::Day), &filter).await?,
+    let mut table = match rollup {
+        Rollup::Tls(key) => tls_table(&store, key, &filter).await?,
+        Rollup::AuthFailure => auth_failure_table(&store, &filter).await?,
+        Rollup::Dmarc(key, forensic_key) => rollup_table(&store, key, forensic_key, &filter).await?,
     };
     let format = match args.format {
         OutputFormat::Table => Format::Table,
         OutputFormat::Csv => Format::Csv,
         OutputFormat::Json => Format::Json,
     };
-    if format == Format::Table && args.by == RollupBy::Source {
+    if format == Format::Table && matches!(rollup, Rollup::Dmarc(RollupKey::Source, _)) {
         name_missing_sources(&mut table);
     }
     let text = dmarcpipe_render::render(&table, format);
@@ -99,6 +100,75 @@ async fn rollup_table(
         ];
         cells.extend(forensic);
         table.push(cells);
+    }
+    Ok(table)
+}
+
+/// `--by` as typed on the command line.
+fn key_name(by: RollupBy) -> String {
+    by.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+}
+
+/// What a `report` command shows.
+enum Rollup {
+    /// SMTP TLS reports by this key.
+    Tls(TlsKey),
+    /// Failure reports by Auth-Failure type.
+    AuthFailure,
+    /// Aggregate reports by this key, with failure report counts by the second when they fit.
+    Dmarc(RollupKey, Option<CountKey>),
+}
+
+impl Rollup {
+    fn of(tls: bool, by: RollupBy) -> Result<Rollup> {
+        Ok(match (tls, by) {
+            (true, RollupBy::PolicyDomain | RollupBy::Domain) => Rollup::Tls(TlsKey::PolicyDomain),
+            (true, RollupBy::ResultType) => Rollup::Tls(TlsKey::ResultType),
+            (true, RollupBy::MxHost) => Rollup::Tls(TlsKey::MxHost),
+            (true, RollupBy::Org) => Rollup::Tls(TlsKey::Org),
+            (true, RollupBy::Day) => Rollup::Tls(TlsKey::Day),
+            (true, RollupBy::Result | RollupBy::Source | RollupBy::AuthFailure) => {
+                bail!("--tls groups by policy-domain, result-type, mx-host, org or day, not {}", key_name(by))
+            }
+            (false, RollupBy::ResultType | RollupBy::MxHost) => {
+                bail!("--by {} is a key of TLS reports: add --tls", key_name(by))
+            }
+            (false, RollupBy::AuthFailure) => Rollup::AuthFailure,
+            (false, RollupBy::Result) => Rollup::Dmarc(RollupKey::Result, None),
+            (false, RollupBy::Org) => Rollup::Dmarc(RollupKey::Org, None),
+            (false, RollupBy::Source) => Rollup::Dmarc(RollupKey::Source, Some(CountKey::Source)),
+            (false, RollupBy::Domain | RollupBy::PolicyDomain) => {
+                Rollup::Dmarc(RollupKey::Domain, Some(CountKey::Domain))
+            }
+            (false, RollupBy::Day) => Rollup::Dmarc(RollupKey::Day, Some(CountKey::Day)),
+        })
+    }
+}
+
+/// The TLS report rollup by `key`: reports, policies, sessions, successful and failed
+/// sessions, and the failure share (see `dmarcpipe_store::tlsrpt` for failure-level keys).
+async fn tls_table(store: &Store, key: TlsKey, filter: &RollupFilter) -> Result<Table> {
+    let rows = tlsrpt::query(store.pool(), key, filter).await.context("cannot query the TLS reports")?;
+    let title = key.name().replace('_', " ");
+    let mut table = Table::titled([
+        (key.name(), title.as_str()),
+        ("reports", "reports"),
+        ("policies", "policies"),
+        ("sessions", "sessions"),
+        ("successful", "successful"),
+        ("failed", "failed"),
+        ("failure_share", "failed %"),
+    ]);
+    for row in rows {
+        table.push(vec![
+            Cell::from(row.key),
+            row.reports.into(),
+            row.policies.into(),
+            row.sessions.0.into(),
+            row.successful.0.into(),
+            row.failed.0.into(),
+            row.failure_share.map_or(Cell::Null, Cell::Share),
+        ]);
     }
     Ok(table)
 }
@@ -193,6 +263,17 @@ pub fn parse_day(text: &str, today: NaiveDate) -> Result<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_keys_only_with_tls_and_dmarc_keys_only_without() {
+        assert!(matches!(Rollup::of(true, RollupBy::MxHost), Ok(Rollup::Tls(TlsKey::MxHost))));
+        assert!(matches!(Rollup::of(true, RollupBy::Domain), Ok(Rollup::Tls(TlsKey::PolicyDomain))));
+        assert!(matches!(Rollup::of(false, RollupBy::PolicyDomain), Ok(Rollup::Dmarc(RollupKey::Domain, _))));
+        let err = Rollup::of(true, RollupBy::Source).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not source"), "{err}");
+        let err = Rollup::of(false, RollupBy::ResultType).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--by result-type is a key of TLS reports"), "{err}");
+    }
 
     #[test]
     fn days_absolute_relative_and_named() -> Result<()> {

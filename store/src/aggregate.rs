@@ -101,7 +101,7 @@ pub(crate) fn record_row<'a>(report: i64, record_no: u64, date_begin: &'a Stamp,
         spf_result: spf.and_then(|s| s.result.map(WireEnum::as_str)),
         spf_human_result: spf.and_then(|s| s.human_result.as_deref()),
         auth_more: auth_more(record),
-        raw: raw_json(record),
+        raw: raw_json(&record.raw),
         extensions: record.extensions.as_deref(),
     }
 }
@@ -126,7 +126,8 @@ pub(crate) async fn complete_streamed_report(
     Ok(())
 }
 
-fn warnings_json(warnings: &[Warning]) -> serde_json::Value {
+/// A report's warnings as JSON (aggregate and TLS reports).
+pub(crate) fn warnings_json(warnings: &[Warning]) -> serde_json::Value {
     storable_json(serde_json::to_value(warnings).unwrap_or_else(|_| serde_json::json!([])))
 }
 
@@ -145,13 +146,12 @@ fn auth_more(record: &Record) -> Option<serde_json::Value> {
     Some(storable_json(serde_json::Value::Object(more)))
 }
 
-/// The original text of normalized values, keyed by field path.
-fn raw_json(record: &Record) -> Option<serde_json::Value> {
-    (!record.raw.is_empty()).then(|| {
+/// The original text of normalized values, keyed by field path (of records, and of TLS
+/// reports, policies and failure details); `None` when nothing was changed.
+pub(crate) fn raw_json(raw: &[(String, String)]) -> Option<serde_json::Value> {
+    (!raw.is_empty()).then(|| {
         serde_json::Value::Object(
-            record
-                .raw
-                .iter()
+            raw.iter()
                 .map(|(key, value)| (key.clone(), serde_json::Value::String(storable(value).into_owned())))
                 .collect(),
         )

@@ -188,12 +188,7 @@ pub async fn counts(
         not_domain = if key == CountKey::Domain { "false" } else { "true" },
     );
     // Only constant expressions are formatted in.
-    Ok(sqlx::query_as(AssertSqlSafe(sql))
-        .bind(&filter.domain)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_all(pool)
-        .await?)
+    filter.fetch_all(pool, sql).await
 }
 
 /// Failure reports of one Auth-Failure type (`dmarcpipe report --by auth-failure`).
@@ -220,10 +215,5 @@ pub async fn by_auth_failure(
              max(arrival_date) AS last_arrival \
          FROM forensic_reports WHERE {COUNT_FILTER} GROUP BY 1 ORDER BY messages DESC, 1"
     );
-    Ok(sqlx::query_as(AssertSqlSafe(sql))
-        .bind(&filter.domain)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_all(pool)
-        .await?)
+    filter.fetch_all(pool, sql).await
 }

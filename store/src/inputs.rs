@@ -118,7 +118,7 @@ pub(crate) async fn record_refused(
     reason: &str,
 ) -> Result<InputResult, StoreError> {
     let digest = &provenance.fingerprint.sha256[..];
-    let id = write::allocate(tx, &[Some(digest)], &[0], &[0])
+    let id = write::allocate(tx, &[Some(digest)], &[write::Wanted::default()])
         .await?
         .into_iter()
         .next()

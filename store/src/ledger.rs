@@ -2,20 +2,23 @@
 //! through here, so that a report is counted the same way whichever route brought it.
 //!
 //! A [`Ledger`] holds, for each input of a transaction, its id and a [`Tally`], and the rollup
-//! rows of the reports written. [`Ledger::write_reports`] and [`Ledger::write_forensic`] offer
-//! complete reports to the database and count what became of each; routes that stream a
+//! rows of the reports written. [`Ledger::write_reports`], [`Ledger::write_forensic`] and
+//! [`Ledger::write_tls`] offer complete reports to the database and count what became of each
+//! (the same report twice in one transaction is offered once); routes that stream a
 //! report's records count it themselves with [`Ledger::count`]. [`Ledger::finish`] gives each
 //! input its outcome (the rule in `outcome`) and writes the input rows.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 use dmarcpipe_ingest::forensic::ForensicReport;
 use dmarcpipe_ingest::inspect::Inspection;
 use dmarcpipe_ingest::model::AggregateReport;
+use dmarcpipe_ingest::tlsrpt::TlsReport;
 
 use crate::Store;
-use crate::aggregate::{self, NaturalKey, RECORDS_COPY};
+use crate::aggregate::{self, RECORDS_COPY};
 use crate::error::StoreError;
 use crate::forensic;
 use crate::inputs::{self, Provenance, Target};
@@ -23,7 +26,8 @@ use crate::outcome::{InputOutcome, InputResult, Tally};
 use crate::rollup::RollupSums;
 use crate::route::Thresholds;
 use crate::rows::{DailyRow, PayloadRow, SampleRow, SourceRow, Stamp};
-use crate::write::{self, Claim, Tx};
+use crate::tlsrpt;
+use crate::write::{self, Allocation, Claim, Tx, Wanted};
 
 /// One input of a transaction.
 #[derive(Debug)]
@@ -56,15 +60,13 @@ pub(crate) struct Closing<'a> {
 
 impl Ledger {
     /// Takes ids for `targets` (new inputs get one, and learn whether their bytes came before)
-    /// and for the reports about to be offered: `reports[i]` aggregate and `forensic[i]` failure
-    /// reports of input `i`, none for an input whose bytes came before. Returns the report ids
-    /// per input.
+    /// and for the reports about to be offered: those `wanted[i]` for input `i`, none for an
+    /// input whose bytes came before. Returns the report ids per input.
     pub async fn open(
         tx: &mut Tx<'_>,
         targets: &[&Target],
-        reports: &[usize],
-        forensic: &[usize],
-    ) -> Result<(Ledger, Vec<(Vec<i64>, Vec<i64>)>), StoreError> {
+        wanted: &[Wanted],
+    ) -> Result<(Ledger, Vec<Allocation>), StoreError> {
         let digests: Vec<Option<&[u8]>> = targets
             .iter()
             .map(|target| match target {
@@ -72,7 +74,7 @@ impl Ledger {
                 Target::Existing { .. } => None,
             })
             .collect();
-        let allocated = write::allocate(tx, &digests, reports, forensic).await?;
+        let allocated = write::allocate(tx, &digests, wanted).await?;
         let mut ledger = Ledger::default();
         let mut ids = Vec::with_capacity(targets.len());
         for (target, slot) in targets.iter().zip(allocated) {
@@ -81,7 +83,7 @@ impl Ledger {
                 Target::Existing { input } => (*input, true),
             };
             ledger.entries.push(Entry { id, reprocessed, identical: slot.identical, tally: Tally::default() });
-            ids.push((slot.reports, slot.forensic));
+            ids.push(slot);
         }
         Ok((ledger, ids))
     }
@@ -117,21 +119,13 @@ impl Ledger {
         reports: &[(usize, &AggregateReport, i64)],
         received_at: &[DateTime<Utc>],
     ) -> Result<(), StoreError> {
-        let mut first: HashMap<NaturalKey<'_>, usize> = HashMap::new();
-        let mut offered = Vec::new();
-        for (position, (_, report, _)) in reports.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(aggregate::natural_key(&report.header))
-            {
-                slot.insert(position);
-                offered.push(position);
-            }
-        }
-        store.ensure_partitions(offered.iter().map(|&position| reports[position].1.header.date_begin)).await?;
+        let offer = Offer::of(reports.iter().map(|(_, report, _)| aggregate::natural_key(&report.header)));
+        store.ensure_partitions(offer.offered.iter().map(|&position| reports[position].1.header.date_begin)).await?;
         let stamps: Vec<Stamp> =
-            offered.iter().map(|&position| Stamp::new(reports[position].1.header.date_begin)).collect();
-        let mut report_rows = Vec::with_capacity(offered.len());
+            offer.offered.iter().map(|&position| Stamp::new(reports[position].1.header.date_begin)).collect();
+        let mut report_rows = Vec::with_capacity(offer.offered.len());
         let mut record_rows = Vec::new();
-        for (&position, stamp) in offered.iter().zip(&stamps) {
+        for (&position, stamp) in offer.offered.iter().zip(&stamps) {
             let (entry, report, id) = reports[position];
             let input = self.entries[entry].id;
             report_rows.push(aggregate::report_row(
@@ -147,7 +141,7 @@ impl Ledger {
         }
         // Many records go by COPY once their reports are known to be new.
         let by_copy = record_rows.len() > Thresholds::COPY_RECORDS;
-        let claims = write::claim(tx, &report_rows, if by_copy { &[] } else { &record_rows }).await?;
+        let claims = write::claim(tx, &report_rows, if by_copy { &[][..] } else { &record_rows[..] }).await?;
         if by_copy {
             let new: HashSet<i64> = report_rows
                 .iter()
@@ -160,16 +154,8 @@ impl Ledger {
             write::copy(tx, &RECORDS_COPY, data).await?;
         }
         drop((report_rows, record_rows));
-        let claim_of: HashMap<usize, Claim> = offered.iter().copied().zip(claims).collect();
-        for (position, &(entry, report, _)) in reports.iter().enumerate() {
-            let first_position = first[&aggregate::natural_key(&report.header)];
-            let claim = match claim_of[&first_position] {
-                // Written now by its first occurrence: this one repeats that input's report.
-                Claim::New if first_position != position => {
-                    Claim::Existing(Some(self.entries[reports[first_position].0].id))
-                }
-                claim => claim,
-            };
+        let claims = offer.claims(claims, |position| self.entries[reports[position].0].id);
+        for (&(entry, report, _), claim) in reports.iter().zip(claims) {
             let sums = (claim == Claim::New).then(|| {
                 let mut sums = RollupSums::new(&report.header);
                 report.records.iter().for_each(|record| sums.add(record));
@@ -197,13 +183,38 @@ impl Ledger {
             .iter()
             .filter_map(|&(_, _, id, sealed)| sealed.map(|sealed| SampleRow { report: id, sealed }))
             .collect();
-        let claims = write::claim(tx, &rows, &samples).await?;
+        let claims = write::claim(tx, &rows, &samples[..]).await?;
         for (&(entry, ..), claim) in reports.iter().zip(claims) {
             let input = &mut self.entries[entry];
             match claim {
                 Claim::New => input.tally.forensic_stored(),
                 Claim::Existing(original) => input.tally.forensic_already_stored(original, input.own()),
             }
+        }
+        Ok(())
+    }
+
+    /// Offers SMTP TLS reports, `(input, report, id)`, with their policies and failure details;
+    /// counts what became of each, as reports without records. The same report twice among them
+    /// is offered once: the second is a duplicate of the first.
+    pub async fn write_tls(
+        &mut self,
+        tx: &mut Tx<'_>,
+        reports: &[(usize, &TlsReport, i64)],
+        received_at: &[DateTime<Utc>],
+    ) -> Result<(), StoreError> {
+        let offer = Offer::of(reports.iter().map(|(_, report, _)| tlsrpt::natural_key(report)));
+        let mut rows = Vec::with_capacity(offer.offered.len());
+        let (mut policies, mut failures) = (Vec::new(), Vec::new());
+        for &position in &offer.offered {
+            let (entry, report, id) = reports[position];
+            rows.push(tlsrpt::report_row(id, self.entries[entry].id, received_at[entry], report));
+            tlsrpt::child_rows(id, report, &mut policies, &mut failures);
+        }
+        let claims = write::claim(tx, &rows, (&policies[..], &failures[..])).await?;
+        let claims = offer.claims(claims, |position| self.entries[reports[position].0].id);
+        for (&(entry, ..), claim) in reports.iter().zip(claims) {
+            self.count(entry, claim, 0, 0, None);
         }
         Ok(())
     }
@@ -238,6 +249,48 @@ impl Ledger {
         }
         write::finish(tx, &rows, &payloads, &self.daily, &self.sources).await?;
         Ok(self.entries.iter().zip(&outcomes).map(|(entry, outcome)| outcome.result(entry.id)).collect())
+    }
+}
+
+/// Reports offered to the database once per natural key (a claim takes reports whose keys
+/// differ): a report that repeats one before it in the same transaction is not offered, and is
+/// a duplicate of the input of the first when that one is written now.
+struct Offer {
+    /// The positions of the reports offered, in order.
+    offered: Vec<usize>,
+    /// For each report, the position of the first with its natural key.
+    first: Vec<usize>,
+}
+
+impl Offer {
+    fn of<K: Hash + Eq>(keys: impl Iterator<Item = K>) -> Offer {
+        let mut seen = HashMap::new();
+        let mut offered = Vec::new();
+        let first = keys
+            .enumerate()
+            .map(|(position, key)| {
+                *seen.entry(key).or_insert_with(|| {
+                    offered.push(position);
+                    position
+                })
+            })
+            .collect();
+        Offer { offered, first }
+    }
+
+    /// What became of each report, from the claims of those offered (in order);
+    /// `input_of(position)` is the id of the input a report came with.
+    fn claims(&self, claims: Vec<Claim>, input_of: impl Fn(usize) -> i64) -> Vec<Claim> {
+        let claim_of: HashMap<usize, Claim> = self.offered.iter().copied().zip(claims).collect();
+        self.first
+            .iter()
+            .enumerate()
+            .map(|(position, &first)| match claim_of[&first] {
+                // Written now by its first occurrence: this one repeats that input's report.
+                Claim::New if first != position => Claim::Existing(Some(input_of(first))),
+                claim => claim,
+            })
+            .collect()
     }
 }
 

@@ -12,6 +12,7 @@
 //!   [`forensic`] also has the queries of `dmarcpipe forensic`.
 //! - [`seal`]: age encryption of everything that holds mail content.
 //! - [`rollup`]: the rollup sums and their queries.
+//! - [`tlsrpt`]: SMTP TLS report rows and the queries of `dmarcpipe report --tls`.
 //!
 //! The schema lives in `../migrations`, embedded here and applied by [`Store::connect`].
 
@@ -29,6 +30,7 @@ mod route;
 mod rows;
 pub mod seal;
 mod stream;
+pub mod tlsrpt;
 mod write;
 
 use std::collections::HashSet;

@@ -4,7 +4,7 @@
 //! `dmarcpipe_ingest::inspect`), with the failure reports' mails sealed and, for a rejected
 //! input, its bytes sealed to keep ([`Prepared`]). Output: the inputs written, several at once
 //! in one transaction (`import` hands over small files in batches): one statement each for ids,
-//! reports with their records, failure reports, and input rows with rollups.
+//! reports with their records, failure reports, TLS reports, and input rows with rollups.
 
 use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::envelope::Envelope;
@@ -16,7 +16,7 @@ use crate::inputs::{self, Target};
 use crate::ledger::{self, Closing, Ledger};
 use crate::outcome::InputResult;
 use crate::seal::Sealer;
-use crate::write::Tx;
+use crate::write::{Tx, Wanted};
 
 /// An input read whole, ready to be written.
 #[derive(Debug)]
@@ -96,24 +96,35 @@ pub(crate) async fn write(
     inputs: &[&Prepared],
 ) -> Result<Vec<InputResult>, StoreError> {
     let targets: Vec<&Target> = inputs.iter().map(|input| &input.target).collect();
-    let report_counts: Vec<usize> = inputs.iter().map(|input| input.found.reports.len()).collect();
-    let forensic_counts: Vec<usize> = inputs.iter().map(|input| input.found.forensic.len()).collect();
-    let (mut ledger, ids) = Ledger::open(tx, &targets, &report_counts, &forensic_counts).await?;
+    let wanted: Vec<Wanted> = inputs
+        .iter()
+        .map(|input| Wanted {
+            reports: input.found.reports.len(),
+            forensic: input.found.forensic.len(),
+            tls: input.found.tls.len(),
+        })
+        .collect();
+    let (mut ledger, ids) = Ledger::open(tx, &targets, &wanted).await?;
     let received_at: Vec<_> = inputs.iter().map(|input| ledger::received_at(&input.target)).collect();
 
     // Inputs whose bytes came before get no report ids: nothing of theirs is offered.
     let mut reports = Vec::new();
     let mut forensic = Vec::new();
-    for (entry, (input, (report_ids, forensic_ids))) in inputs.iter().zip(&ids).enumerate() {
-        for (found, &id) in input.found.reports.iter().zip(report_ids) {
+    let mut tls = Vec::new();
+    for (entry, (input, ids)) in inputs.iter().zip(&ids).enumerate() {
+        for (found, &id) in input.found.reports.iter().zip(&ids.reports) {
             reports.push((entry, &found.content, id));
         }
-        for ((found, sealed), &id) in input.found.forensic.iter().zip(&input.sealed).zip(forensic_ids) {
+        for ((found, sealed), &id) in input.found.forensic.iter().zip(&input.sealed).zip(&ids.forensic) {
             forensic.push((entry, &found.content.report, id, sealed.as_deref()));
+        }
+        for (found, &id) in input.found.tls.iter().zip(&ids.tls) {
+            tls.push((entry, &found.content, id));
         }
     }
     ledger.write_reports(tx, store, &reports, &received_at).await?;
     ledger.write_forensic(tx, &forensic, &received_at).await?;
+    ledger.write_tls(tx, &tls, &received_at).await?;
     let closing: Vec<Closing<'_>> = inputs
         .iter()
         .map(|input| Closing {

@@ -94,6 +94,24 @@ pub struct RollupFilter {
     pub until: Option<NaiveDate>,
 }
 
+impl RollupFilter {
+    /// Runs a query whose parameters are this filter (`$1` domain, `$2` since, `$3` until) and
+    /// returns its rows (the rollups here, the failure report counts in `forensic`, the TLS
+    /// rollups in `tlsrpt`). `sql` must be formatted from constant expressions only: it is run
+    /// as it is.
+    pub(crate) async fn fetch_all<O>(&self, pool: &PgPool, sql: String) -> Result<Vec<O>, StoreError>
+    where
+        O: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&self.domain)
+            .bind(self.since)
+            .bind(self.until)
+            .fetch_all(pool)
+            .await?)
+    }
+}
+
 /// One row of a rollup: message counts for one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
 pub struct RollupRow {
@@ -304,13 +322,7 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
         sums = key.sums(),
         order = if key == RollupKey::Day { "key" } else { "sum(messages) DESC, key" },
     );
-    let rows = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(&filter.domain)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows)
+    filter.fetch_all(pool, sql).await
 }
 
 #[cfg(test)]

@@ -275,6 +275,60 @@ table_row! {
     }
 }
 
+table_row! {
+    /// One SMTP TLS report (`tls_reports`).
+    struct TlsReportRow<'a> in "tls_reports" {
+        id: i64,
+        input: i64,
+        organization_name: &'a str,
+        report_id: &'a str,
+        date_begin: DateTime<Utc>,
+        date_end: DateTime<Utc>,
+        contact_info: Option<&'a str>,
+        policy_count: i32,
+        failure_detail_count: i32,
+        successful_sessions: i64,
+        failed_sessions: i64,
+        raw: Option<serde_json::Value>,
+        warnings: serde_json::Value,
+        received_at: DateTime<Utc>,
+    }
+}
+
+table_row! {
+    /// One policy of a TLS report, with its session totals (`tls_policies`).
+    struct TlsPolicyRow<'a> in "tls_policies" {
+        report: i64,
+        policy_no: i32,
+        policy_type: Option<&'a str>,
+        policy_strings: &'a [String],
+        policy_domain: Option<&'a str>,
+        mx_hosts: &'a [String],
+        successful_sessions: i64,
+        failed_sessions: i64,
+        failure_detail_count: i32,
+        raw: Option<serde_json::Value>,
+    }
+}
+
+table_row! {
+    /// One failure detail of a TLS report's policy (`tls_failures`).
+    struct TlsFailureRow<'a> in "tls_failures" {
+        report: i64,
+        policy_no: i32,
+        failure_no: i32,
+        result_type: &'a str,
+        sending_mta_ip: Option<IpAddr>,
+        receiving_mx_hostname: Option<&'a str>,
+        receiving_mx_helo: Option<&'a str>,
+        receiving_ip: Option<IpAddr>,
+        failed_sessions: i64,
+        additional_information: Option<&'a str>,
+        failure_reason_code: Option<&'a str>,
+        raw: Option<serde_json::Value>,
+    }
+}
+
 /// A timestamp shared by many rows (a report's start, on each of its records), formatted for
 /// COPY once rather than once per row.
 #[derive(Debug, Clone)]
@@ -424,7 +478,7 @@ mod tests {
     /// composite encoding depends on it, and a migration that adds a column must add it here.
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn every_row_matches_its_table(pool: PgPool) {
-        let declared: [(&str, &[&str]); 8] = [
+        let declared: [(&str, &[&str]); 11] = [
             (InputRow::TABLE, InputRow::COLUMNS),
             (PayloadRow::TABLE, PayloadRow::COLUMNS),
             (ReportRow::TABLE, ReportRow::COLUMNS),
@@ -433,6 +487,9 @@ mod tests {
             (SourceRow::TABLE, SourceRow::COLUMNS),
             (ForensicReportRow::TABLE, ForensicReportRow::COLUMNS),
             (SampleRow::TABLE, SampleRow::COLUMNS),
+            (TlsReportRow::TABLE, TlsReportRow::COLUMNS),
+            (TlsPolicyRow::TABLE, TlsPolicyRow::COLUMNS),
+            (TlsFailureRow::TABLE, TlsFailureRow::COLUMNS),
         ];
         for (table, columns) in declared {
             let actual: Vec<String> = sqlx::query_scalar(

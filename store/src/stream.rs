@@ -6,6 +6,8 @@
 //! written a batch at a time; a report that outgrows [`Thresholds::STREAM_RECORDS`] is offered
 //! by its header first, and when it is new its records go into `COPY` as they are parsed,
 //! inside a savepoint, so that a failure in its middle undoes that report and nothing else.
+//! TLS reports are written with the batches of complete reports (their failure details count
+//! as records); failure reports are held and written at the end of the input.
 //! The two sides talk over a bounded channel, so memory stays flat whatever the report's size;
 //! the rollup sums of a report with very many sources are handed over part by part.
 
@@ -18,6 +20,7 @@ use dmarcpipe_ingest::forensic::ForensicReport;
 use dmarcpipe_ingest::inspect::{ContainerWarning, Found, Inspection};
 use dmarcpipe_ingest::model::{AggregateReport, ReportHeader, ReportSummary};
 use dmarcpipe_ingest::read::{self, Item, Sink};
+use dmarcpipe_ingest::tlsrpt::TlsReport;
 use sqlx::Acquire;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,7 +34,7 @@ use crate::rollup::{RollupSums, SOURCES_COPY};
 use crate::route::Thresholds;
 use crate::rows::{RecordRow, Stamp};
 use crate::seal::{SealError, Sealer};
-use crate::write::{self, Claim, Tx, timely};
+use crate::write::{self, Claim, Tx, Wanted, timely};
 use crate::{Store, single};
 
 /// What the reading thread hands over.
@@ -51,6 +54,8 @@ enum Event {
     Broken,
     /// A failure report with its sealed mail.
     Forensic(Box<ForensicReport>, Option<Vec<u8>>),
+    /// An SMTP TLS report.
+    Tls(Box<TlsReport>),
 }
 
 /// The writer is gone (it failed, and says why): stop reading.
@@ -65,7 +70,7 @@ pub(crate) async fn write(
     envelope: Arc<Envelope>,
     limits: &Limits,
 ) -> Result<InputResult, StoreError> {
-    let (ledger, _) = Ledger::open(tx, &[target], &[0], &[0]).await?;
+    let (ledger, _) = Ledger::open(tx, &[target], &[Wanted::default()]).await?;
     let received_at = ledger::received_at(target);
     if ledger.entries[0].identical.is_some() {
         // The very same bytes came before: no need to read them again.
@@ -85,7 +90,15 @@ pub(crate) async fn write(
         (envelope, found, seal_failure)
     });
 
-    let mut writer = Writer { store, ledger, received_at, reports: Vec::new(), held_records: 0, forensic: Vec::new() };
+    let mut writer = Writer {
+        store,
+        ledger,
+        received_at,
+        reports: Vec::new(),
+        held_records: 0,
+        forensic: Vec::new(),
+        tls: Vec::new(),
+    };
     let written = writer.run(tx, &mut events).await;
     // Whatever happened, the reader stops at its next event once `events` is gone.
     drop(events);
@@ -125,7 +138,8 @@ async fn ledger_forensic(
     forensic: &[(Box<ForensicReport>, Option<Vec<u8>>)],
     received_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let allocated = write::allocate(tx, &[None], &[0], &[forensic.len()]).await?;
+    let wanted = Wanted { forensic: forensic.len(), ..Wanted::default() };
+    let allocated = write::allocate(tx, &[None], &[wanted]).await?;
     let ids = allocated.into_iter().next().map(|slot| slot.forensic).unwrap_or_default();
     let offered: Vec<_> =
         forensic.iter().zip(ids).map(|((report, sealed), id)| (0, &**report, id, sealed.as_deref())).collect();
@@ -137,8 +151,10 @@ struct Writer<'s> {
     store: &'s Store,
     ledger: Ledger,
     received_at: DateTime<Utc>,
-    /// Complete reports waiting to be written, and their records.
+    /// Complete reports waiting to be written, and their records (with the rows of TLS
+    /// reports).
     reports: Vec<AggregateReport>,
+    tls: Vec<TlsReport>,
     held_records: usize,
     forensic: Vec<(Box<ForensicReport>, Option<Vec<u8>>)>,
 }
@@ -150,15 +166,18 @@ impl Writer<'_> {
                 Event::Report(report) => {
                     self.held_records += report.records.len();
                     self.reports.push(*report);
-                    if self.held_records > Thresholds::FLUSH_RECORDS {
-                        self.flush(tx).await?;
-                    }
+                    self.flush_when_full(tx).await?;
                 }
                 Event::Large { header, answer } => {
                     self.flush(tx).await?;
                     self.stream_report(tx, &header, answer, events).await?;
                 }
                 Event::Forensic(report, sealed) => self.forensic.push((report, sealed)),
+                Event::Tls(report) => {
+                    self.held_records += report.rows();
+                    self.tls.push(*report);
+                    self.flush_when_full(tx).await?;
+                }
                 Event::Records(_) | Event::Sources(_) | Event::End(_) | Event::Broken => {
                     return Err(StoreError::Task("records of a report that was not offered".into()));
                 }
@@ -167,17 +186,24 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Writes the complete reports waiting.
+    /// Writes the complete reports waiting (aggregate and TLS).
     async fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
-        if self.reports.is_empty() {
+        if self.reports.is_empty() && self.tls.is_empty() {
             return Ok(());
         }
-        let reports = std::mem::take(&mut self.reports);
+        let (reports, tls) = (std::mem::take(&mut self.reports), std::mem::take(&mut self.tls));
         self.held_records = 0;
-        let allocated = write::allocate(tx, &[None], &[reports.len()], &[0]).await?;
-        let ids = allocated.into_iter().next().map(|slot| slot.reports).unwrap_or_default();
-        let offered: Vec<_> = reports.iter().zip(ids).map(|(report, id)| (0, report, id)).collect();
-        self.ledger.write_reports(tx, self.store, &offered, &[self.received_at]).await
+        let wanted = Wanted { reports: reports.len(), tls: tls.len(), ..Wanted::default() };
+        let ids = write::allocate(tx, &[None], &[wanted]).await?.pop().unwrap_or_default();
+        let offered: Vec<_> = reports.iter().zip(ids.reports).map(|(report, id)| (0, report, id)).collect();
+        self.ledger.write_reports(tx, self.store, &offered, &[self.received_at]).await?;
+        let offered: Vec<_> = tls.iter().zip(ids.tls).map(|(report, id)| (0, report, id)).collect();
+        self.ledger.write_tls(tx, &offered, &[self.received_at]).await
+    }
+
+    /// Writes the complete reports waiting once their records are many.
+    async fn flush_when_full(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if self.held_records > Thresholds::FLUSH_RECORDS { self.flush(tx).await } else { Ok(()) }
     }
 
     /// Offers a large report and, when it is new, loads its records as they come, inside a
@@ -190,7 +216,7 @@ impl Writer<'_> {
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(), StoreError> {
         self.store.ensure_partitions([header.date_begin]).await?;
-        let allocated = write::allocate(tx, &[None], &[1], &[0]).await?;
+        let allocated = write::allocate(tx, &[None], &[Wanted { reports: 1, ..Wanted::default() }]).await?;
         let id = allocated.first().and_then(|slot| slot.reports.first().copied());
         let id = id.ok_or_else(|| StoreError::Data("no id for a report".into()))?;
         let row = aggregate::report_row(id, self.ledger.entries[0].id, header, None, self.received_at);
@@ -198,7 +224,7 @@ impl Writer<'_> {
         let mut savepoint = timely(patience, tx.conn.begin()).await?;
         let streamed = {
             let mut inner = Tx { conn: &mut savepoint, patience };
-            match write::claim::<_, RecordRow<'_>>(&mut inner, &[row], &[]).await?.pop() {
+            match write::claim::<_, &[RecordRow<'_>]>(&mut inner, &[row], &[]).await?.pop() {
                 // Stored before: the rest of the document need not be read.
                 Some(Claim::Existing(original)) => {
                     let _ = answer.send(None);
@@ -251,7 +277,7 @@ async fn load_records(tx: &mut Tx<'_>, id: i64, events: &mut mpsc::Receiver<Even
                 return Ok(Streamed::Whole(Box::new(summary), Box::new(sums)));
             }
             Some(Event::Broken) => return Ok(Streamed::Broken),
-            Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..)) => {
+            Some(Event::Report(_) | Event::Large { .. } | Event::Forensic(..) | Event::Tls(_)) => {
                 return Err(StoreError::Task("a report began inside another".into()));
             }
             None => return Err(StoreError::Task("the reading of a report stopped without an end".into())),
@@ -380,6 +406,7 @@ impl Sink for StreamSink {
                 };
                 self.send(Event::Forensic(report, sealed))
             }
+            Item::Tls(report) => self.send(Event::Tls(report)),
             Item::NotReport(what) => {
                 self.found.skipped.push(Found { location: location.to_owned(), content: what });
                 Ok(())

@@ -8,9 +8,9 @@
 //!    else is written for it; a rejected input counts when its bytes were kept, since
 //!    `reprocess` reads it again, and one whose bytes were not kept does not, since importing
 //!    it again is then the only way to read it again);
-//! 2. [`claim`] (aggregate and failure reports): each report is written unless one with
-//!    its natural key exists, with its records (or samples) when it is new; what comes back is,
-//!    for each report, whether it is new or which input holds it;
+//! 2. [`claim`] (aggregate, failure and TLS reports): each report is written unless one with
+//!    its natural key exists, with its records (samples; policies and failure details) when it
+//!    is new; what comes back is, for each report, whether it is new or which input holds it;
 //! 3. records of large reports by `COPY` ([`copy`]), their rollup rows summed as they pass;
 //! 4. [`finish`]: the input rows with the outcome the rule gives (`outcome`), the kept bytes
 //!    of rejected inputs, and the rollup rows of the reports written.
@@ -21,14 +21,15 @@
 //! froze or vanished without closing the connection fails the input within that time instead
 //! of holding it for ever.
 
-use sqlx::postgres::PgHasArrayType;
+use sqlx::postgres::{PgArguments, PgHasArrayType};
+use sqlx::query::QueryAs;
 use std::time::Duration;
 
 use sqlx::{PgConnection, Postgres};
 
 use crate::error::StoreError;
 use crate::outcome::InputOutcome;
-use crate::rows::{DailyRow, ForensicReportRow, InputRow, PayloadRow, ReportRow, SourceRow};
+use crate::rows::{DailyRow, ForensicReportRow, InputRow, PayloadRow, ReportRow, SourceRow, TlsReportRow};
 
 /// A connection inside a transaction, and how long the database may take to answer a statement.
 #[derive(Debug)]
@@ -59,6 +60,18 @@ pub(crate) struct Allocation {
     pub identical: Option<i64>,
     pub reports: Vec<i64>,
     pub forensic: Vec<i64>,
+    pub tls: Vec<i64>,
+}
+
+/// How many report ids of each kind one input asks [`allocate`] for.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wanted {
+    /// Aggregate reports.
+    pub reports: usize,
+    /// Failure reports.
+    pub forensic: usize,
+    /// SMTP TLS reports.
+    pub tls: usize,
 }
 
 /// What became of a report offered to the database.
@@ -72,35 +85,37 @@ pub(crate) enum Claim {
 }
 
 /// For each input (`digests[i]` is the SHA-256 of a new input, `None` for one that has an
-/// id already): an id when it is new, the identical input if its bytes came before, and ids
-/// for `reports[i]` aggregate and `forensic[i]` failure reports unless its bytes came before.
+/// id already): an id when it is new, the identical input if its bytes came before, and the
+/// report ids of `wanted[i]` unless its bytes came before.
 pub(crate) async fn allocate(
     tx: &mut Tx<'_>,
     digests: &[Option<&[u8]>],
-    reports: &[usize],
-    forensic: &[usize],
+    wanted: &[Wanted],
 ) -> Result<Vec<Allocation>, StoreError> {
-    let count = |counts: &[usize]| counts.iter().map(|&n| n as i32).collect::<Vec<i32>>();
+    let count = |kind: fn(&Wanted) -> usize| wanted.iter().map(|w| kind(w) as i32).collect::<Vec<i32>>();
     let query = sqlx::query_as(
         "WITH wanted AS ( \
-                 SELECT w.n, w.sha256, w.reports, w.forensic, \
+                 SELECT w.n, w.sha256, w.reports, w.forensic, w.tls, \
                      (SELECT i.id FROM inputs i WHERE i.sha256 = w.sha256 \
                           AND (i.outcome <> 'rejected' OR EXISTS (SELECT 1 FROM input_payloads p WHERE p.input = i.id)) \
                       ORDER BY i.id LIMIT 1) AS identical \
-                 FROM unnest($1::bytea[], $2::integer[], $3::integer[]) WITH ORDINALITY \
-                     AS w (sha256, reports, forensic, n) \
+                 FROM unnest($1::bytea[], $2::integer[], $3::integer[], $4::integer[]) WITH ORDINALITY \
+                     AS w (sha256, reports, forensic, tls, n) \
              ) \
              SELECT CASE WHEN w.sha256 IS NOT NULL THEN nextval(pg_get_serial_sequence('inputs', 'id')) END AS input, \
                  w.identical, \
                  ARRAY(SELECT nextval(pg_get_serial_sequence('aggregate_reports', 'id')) \
                        FROM generate_series(1, w.reports) WHERE w.identical IS NULL) AS reports, \
                  ARRAY(SELECT nextval(pg_get_serial_sequence('forensic_reports', 'id')) \
-                       FROM generate_series(1, w.forensic) WHERE w.identical IS NULL) AS forensic \
+                       FROM generate_series(1, w.forensic) WHERE w.identical IS NULL) AS forensic, \
+                 ARRAY(SELECT nextval(pg_get_serial_sequence('tls_reports', 'id')) \
+                       FROM generate_series(1, w.tls) WHERE w.identical IS NULL) AS tls \
              FROM wanted w ORDER BY w.n",
     )
     .bind(digests)
-    .bind(count(reports))
-    .bind(count(forensic));
+    .bind(count(|w| w.reports))
+    .bind(count(|w| w.forensic))
+    .bind(count(|w| w.tls));
     let allocated: Vec<Allocation> = timely(tx.patience, query.fetch_all(&mut *tx.conn)).await?;
     if allocated.len() != digests.len() {
         return Err(StoreError::Data(format!("{} allocations for {} inputs", allocated.len(), digests.len())));
@@ -110,9 +125,10 @@ pub(crate) async fn allocate(
 
 /// A kind of report that is written unless one with its natural key exists (see [`claim`]).
 pub(crate) trait Claimable: sqlx::Type<Postgres> + PgHasArrayType + Sync {
-    /// `$1`: the reports (the rows of a table); `$2`: rows that belong to them, written only for
-    /// those written. Gives each report's id, whether it was written, and otherwise the input
-    /// of the report that holds its natural key, as far as this statement sees.
+    /// `$1`: the reports (the rows of a table); `$2`, ...: rows that belong to them (see
+    /// [`Children`]), written only for those written. Gives each report's id, whether it was
+    /// written, and otherwise the input of the report that holds its natural key, as far as
+    /// this statement sees.
     const CLAIM: &'static str;
     /// `$1`: reports; gives the id of each and the input of the report that holds its key.
     const ORIGINALS: &'static str;
@@ -164,23 +180,67 @@ impl Claimable for ForensicReportRow<'_> {
     }
 }
 
+impl Claimable for TlsReportRow<'_> {
+    const CLAIM: &'static str = "WITH claimed AS ( \
+            INSERT INTO tls_reports OVERRIDING SYSTEM VALUE SELECT * FROM unnest($1::tls_reports[]) \
+            ON CONFLICT ON CONSTRAINT tls_reports_natural_key DO NOTHING \
+            RETURNING id \
+        ), policies AS ( \
+            INSERT INTO tls_policies \
+            SELECT * FROM unnest($2::tls_policies[]) AS p WHERE p.report IN (SELECT id FROM claimed) \
+        ), failures AS ( \
+            INSERT INTO tls_failures \
+            SELECT * FROM unnest($3::tls_failures[]) AS f WHERE f.report IN (SELECT id FROM claimed) \
+        ) \
+        SELECT r.id, c.id IS NOT NULL, t.input \
+        FROM unnest($1::tls_reports[]) AS r \
+        LEFT JOIN claimed c ON c.id = r.id \
+        LEFT JOIN tls_reports t ON c.id IS NULL AND t.organization_name = r.organization_name \
+            AND t.report_id = r.report_id AND t.date_begin = r.date_begin AND t.date_end = r.date_end";
+    const ORIGINALS: &'static str = "SELECT r.id, t.input FROM unnest($1::tls_reports[]) AS r \
+        JOIN tls_reports t ON t.organization_name = r.organization_name AND t.report_id = r.report_id \
+            AND t.date_begin = r.date_begin AND t.date_end = r.date_end";
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// The rows written with the reports of a [`claim`], for those written only: one array of a
+/// table's rows (records, sealed samples), bound as `$2`, or a pair of them (a TLS report's
+/// policies and failure details), bound as `$2` and `$3`.
+pub(crate) trait Children<'r> {
+    fn bind<O>(self, query: QueryAs<'r, Postgres, O, PgArguments>) -> QueryAs<'r, Postgres, O, PgArguments>;
+}
+
+impl<'r, C> Children<'r> for &'r [C]
+where
+    C: sqlx::Type<Postgres> + PgHasArrayType + sqlx::Encode<'r, Postgres> + Sync,
+{
+    fn bind<O>(self, query: QueryAs<'r, Postgres, O, PgArguments>) -> QueryAs<'r, Postgres, O, PgArguments> {
+        query.bind(self)
+    }
+}
+
+impl<'r, A: Children<'r>, B: Children<'r>> Children<'r> for (A, B) {
+    fn bind<O>(self, query: QueryAs<'r, Postgres, O, PgArguments>) -> QueryAs<'r, Postgres, O, PgArguments> {
+        self.1.bind(self.0.bind(query))
+    }
+}
+
 /// Writes each report unless its natural key is taken, and the `children` of those written
-/// (records, sealed samples); returns what became of each report, in order. The reports'
-/// natural keys must differ.
-pub(crate) async fn claim<'r, R, C>(
-    tx: &mut Tx<'_>,
-    reports: &'r [R],
-    children: &'r [C],
-) -> Result<Vec<Claim>, StoreError>
+/// (records, sealed samples, policies and failure details); returns what became of each report,
+/// in order. The reports' natural keys must differ.
+pub(crate) async fn claim<'r, R, C>(tx: &mut Tx<'_>, reports: &'r [R], children: C) -> Result<Vec<Claim>, StoreError>
 where
     R: Claimable + sqlx::Encode<'r, Postgres>,
-    C: sqlx::Type<Postgres> + PgHasArrayType + sqlx::Encode<'r, Postgres> + Sync,
+    C: Children<'r>,
 {
     if reports.is_empty() {
         return Ok(Vec::new());
     }
     let answers: Vec<(i64, bool, Option<i64>)> =
-        timely(tx.patience, sqlx::query_as(R::CLAIM).bind(reports).bind(children).fetch_all(&mut *tx.conn)).await?;
+        timely(tx.patience, children.bind(sqlx::query_as(R::CLAIM).bind(reports)).fetch_all(&mut *tx.conn)).await?;
     let mut claims = claims(reports.iter().map(R::id), answers)?;
     if claims.contains(&Claim::Existing(None)) {
         // Written by a transaction that committed after the statement began: a new statement

@@ -11,6 +11,8 @@ mod xml;
 use std::io::BufRead;
 
 pub use parser::{AggregateParser, DMARC_2_NAMESPACE, Opened};
+// The TLS report parser applies the same cap to the text of its natural key.
+pub(crate) use parser::MAX_KEY_BYTES;
 
 use crate::error::IngestError;
 use crate::model::AggregateReport;

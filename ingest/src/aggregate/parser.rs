@@ -528,20 +528,10 @@ impl<R: BufRead> AggregateParser<R> {
         }
         let date_begin = self.date_bound("begin", draft.begin)?;
         let date_end = self.date_bound("end", draft.end)?;
-        if date_end < date_begin {
-            return Err(IngestError::invalid(format!("date_range ends ({date_end}) before it begins ({date_begin})")));
-        }
-        let span = date_end - date_begin;
-        // Periods that end a few seconds or minutes after midnight (86,401 to 87,483 s from
-        // self-hosted appliances) are ordinary: only a meaningfully longer one is worth a warning.
-        if span > chrono::Duration::hours(25) {
-            self.warnings.add(
-                "date_range_long",
-                format!(
-                    "date_range spans {:.1} days (reports normally cover one)",
-                    span.num_seconds() as f64 / 86400.0
-                ),
-            );
+        if let Some((code, why)) =
+            normalize::period(date_begin, date_end, "date_range").map_err(IngestError::invalid)?.note
+        {
+            self.warnings.add(code, why);
         }
         if self.namespace.as_deref() == Some(DMARC_2_NAMESPACE) && draft.policy.pct.is_some() {
             self.warnings.add("removed_in_rfc9990", "<pct> in an RFC 9990 report (removed by DMARCbis)");

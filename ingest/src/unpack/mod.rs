@@ -45,6 +45,9 @@ pub struct Document<'a> {
     /// The document's bytes, decompressed, streaming. Reading may fail with a limit or a
     /// corruption error from a decompressor below.
     pub reader: &'a mut dyn BufRead,
+    /// How many more bytes the input may hold in memory while the document is read, for a
+    /// visitor that holds it whole (a TLS report) rather than streaming it.
+    pub memory: u64,
 }
 
 impl std::fmt::Debug for Document<'_> {
@@ -421,7 +424,8 @@ impl<V: Visitor> Unpacker<'_, V> {
                 return Ok(());
             }
         };
-        self.visitor.document(Document { location, kind, reader })
+        let memory = self.memory.saturating_sub(self.held);
+        self.visitor.document(Document { location, kind, reader, memory })
     }
 }
 
