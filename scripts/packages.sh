@@ -3,7 +3,12 @@
 # PostgreSQL (the store), age (the tests check that its keys and ours interoperate), and the
 # real peers the tests talk to: swaks (an SMTP client, with Net::SSLeay for STARTTLS), Dovecot
 # (the IMAP server of the IMAP tests and `make bench-imap`) and openssl (self-signed
-# certificates for the STARTTLS and IMAP TLS tests).
+# certificates for the STARTTLS and IMAP TLS tests), and libmaxmind-db-writer-perl (the
+# geolocation tests write small MMDB files with it), dnsmasq-base (the reverse DNS tests
+# and `make bench-ptr` run a real DNS server on loopback), for the visual report chromium
+# (prints `report --format pdf`; the report tests render pages in it), fonts-liberation (its
+# text fonts) and poppler-utils (pdftotext and pdftoppm check the PDF), and python3-venv and
+# time for `make bench-compare` (parsedmarc in a virtual environment, peak RSS from /usr/bin/time).
 #
 #   scripts/packages.sh              all of them
 #   scripts/packages.sh PACKAGE...   only these (scripts/db.sh asks for postgresql)
@@ -13,7 +18,7 @@
 set -euo pipefail
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(postgresql age swaks libnet-ssleay-perl openssl dovecot-imapd)
+[ ${#wanted[@]} -gt 0 ] || wanted=(postgresql age swaks libnet-ssleay-perl openssl dovecot-imapd libmaxmind-db-writer-perl dnsmasq-base chromium fonts-liberation poppler-utils python3-venv time)
 missing=()
 for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

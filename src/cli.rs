@@ -95,9 +95,54 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Re-run rejected inputs whose bytes were kept (after an upgrade fixed the parser).
     Reprocess(ReprocessArgs),
+    /// Mail a digest of the last day, week or month through the SMTP relay of `[digest]`:
+    /// headline figures against the period before, results, top and failing sources, what
+    /// to fix, and the full report attached.
+    Digest(DigestArgs),
     /// Unpack and parse inputs without a database and print what was found: one JSON array
     /// with an object per input (a file, a message of an mbox or maildir), or JSON Lines.
     Parse(ParseArgs),
+    /// Geolocation databases: `geoip fetch` gets a free one.
+    #[command(subcommand)]
+    Geoip(crate::commands::geoip::GeoipCommand),
+    /// Look up what is due of the source addresses (reverse DNS, geolocation, network, known
+    /// sender), or every one again (--all), or those with stale parts (--stale); print a
+    /// summary and the attribution the geolocation data asks for.
+    Enrich(EnrichArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// Every address again, and first queue the sources of records stored before the queue
+    /// existed.
+    #[arg(long, conflicts_with = "stale")]
+    pub all: bool,
+
+    /// Addresses with a part that expired (PTR TTL, refresh_days) or that came from another
+    /// geolocation database than the one open now, besides those due.
+    #[arg(long)]
+    pub stale: bool,
+
+    /// At most this many addresses.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// No reverse DNS lookups (geolocation and senders only).
+    #[arg(long)]
+    pub no_dns: bool,
+
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--no-enrich` of the commands that store reports.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct NoEnrichArg {
+    /// Do not enrich the new source addresses at the end (they stay queued for `dmarcpipe
+    /// enrich` or `serve`); also DMARCPIPE_NO_ENRICH=1.
+    #[arg(long)]
+    pub no_enrich: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,7 +168,17 @@ pub struct ImportArgs {
     pub exclude: Vec<String>,
 
     #[command(flatten)]
+    pub enrich: NoEnrichArg,
+
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+impl ImportArgs {
+    /// `import -`: one message on stdin, as an MTA pipe delivers it.
+    pub fn reads_stdin(&self) -> bool {
+        self.paths.len() == 1 && self.paths[0] == std::path::Path::new("-")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,7 +186,8 @@ pub enum RollupBy {
     /// DMARC result: pass, fail, or unknown (records without a DMARC evaluation: neither
     /// aligned result was reported).
     Result,
-    /// Source IP address (empty in CSV, null in JSON, for records without one).
+    /// Source IP address (empty in CSV, null in JSON, for records without one), with its
+    /// host (PTR name), sender, country and ASN.
     Source,
     /// Reporting organization.
     Org,
@@ -139,6 +195,19 @@ pub enum RollupBy {
     Domain,
     /// UTC day.
     Day,
+    /// Base domain of the source's PTR name (google.com for mail-sor-f41.google.com).
+    Host,
+    /// Known sending service, with its kind.
+    Sender,
+    /// Country of the source (ISO code), with its name.
+    Country,
+    /// Autonomous system of the source, with its organisation.
+    Asn,
+    /// Latitude/longitude points of the sources, with country and city: the data of a map.
+    Location,
+    /// Traffic class: compliant, forwarded, misconfigured or unknown (rules in the README),
+    /// with the messages' share and the number of sources.
+    Class,
     /// Auth-Failure type of failure reports (dmarc, spf, bodyhash, ...).
     AuthFailure,
     /// With --tls: the policy domain of TLS report policies (`domain` is the same).
@@ -158,9 +227,9 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// What to group by.
+    /// What to group by (table, CSV and JSON; the visual report, html and pdf, has every view).
     #[arg(long, value_enum)]
-    pub by: RollupBy,
+    pub by: Option<RollupBy>,
 
     /// SMTP TLS reports (RFC 8460) instead of DMARC: sessions, failures and the failure share
     /// by policy-domain, result-type, mx-host, org or day.
@@ -182,13 +251,25 @@ pub struct ReportArgs {
 
     /// Table for a terminal; CSV and JSON have the columns `messages, dmarc_pass, dmarc_fail,
     /// disposition_none, disposition_quarantine, disposition_reject, dkim_aligned,
-    /// spf_aligned, records` after the key (and `forensic` by domain, source and day).
+    /// spf_aligned, records` after the key and its details (and `forensic` by domain, source
+    /// and day; `sources` by host, sender, country, asn and location). html: the visual report,
+    /// one self-contained page with every view (no --by); pdf: its executive summary printed
+    /// by headless Chromium (needs -o).
     #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    pub format: ReportFormat,
 
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+    Html,
+    Pdf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +381,9 @@ pub struct FetchArgs {
     pub quiet: bool,
 
     #[command(flatten)]
+    pub enrich: NoEnrichArg,
+
+    #[command(flatten)]
     pub limits: LimitArgs,
 }
 
@@ -319,6 +403,59 @@ pub struct ReprocessArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// The period of a digest: it ends at the start of today (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DigestPeriod {
+    /// Yesterday.
+    Day,
+    /// The last seven days.
+    Week,
+    /// The last month (from the same day of the month before).
+    Month,
+}
+
+/// Flags of `digest`; the relay flags override `[digest]` and `DMARCPIPE_DIGEST_*`.
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Recipient address (`a@example.com` or `Name <a@example.com>`); repeatable, or
+    /// comma-separated (default: `to` of `[digest]`).
+    #[arg(long, value_name = "ADDRESS", num_args = 1.., value_delimiter = ',')]
+    pub to: Vec<String>,
+
+    /// Only this policy domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    /// The period, ending at the start of today (UTC); compared with the period before it.
+    #[arg(long, value_enum, default_value = "week")]
+    pub period: DigestPeriod,
+
+    /// SMTP relay host name or address.
+    #[arg(long, value_name = "HOST")]
+    pub relay: Option<String>,
+
+    /// SMTP relay port (default: 587 with starttls, 465 with tls, 25 with none).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// How to talk to the relay: none, starttls (default) or tls (implicit TLS).
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+
+    /// User name for SMTP AUTH (the password: `[digest]` password_file, or
+    /// DMARCPIPE_DIGEST_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Sender address (`DMARC digest <dmarc@example.com>`).
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+
+    /// Write the message (RFC 5322, as it would be sent) to this file instead of sending it.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

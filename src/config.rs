@@ -29,17 +29,45 @@
 //! host = "imap.example.com"
 //! user = "dmarc@example.com"
 //! password_file = "imap-password"       # relative to this file
+//!
+//! [digest]                              # dmarcpipe digest: the SMTP relay it sends through
+//! relay = "smtp.example.com"
+//! port = 587                            # default: 25 (none), 587 (starttls), 465 (tls)
+//! tls = "starttls"                      # none, starttls (default) or tls (implicit TLS)
+//! ca_file = "relay-ca.pem"              # an extra trusted root (a private relay)
+//! username = "dmarc@example.com"
+//! password_file = "smtp-password"       # relative to this file (or password = "...")
+//! from = "DMARC digest <dmarc@example.com>"
+//! to = ["postmaster@example.com"]       # when --to is not given
+//! timeout_seconds = 60
+//!
+//! [enrich]                              # reverse DNS, geolocation and senders of source IPs
+//! dns = true                            # false: no reverse DNS
+//! nameservers = ["192.0.2.53", "127.0.0.1:5353"]   # default: /etc/resolv.conf
+//! timeout_seconds = 2                   # one DNS query
+//! concurrency = 64                      # DNS lookups in flight
+//! city_db = "/var/lib/GeoIP/GeoLite2-City.mmdb"      # default: what `geoip fetch` wrote
+//! country_db = "country.mmdb"           # relative to this file
+//! asn_db = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+//! senders_file = "senders.csv"          # extends and overrides the built-in known senders
+//! refresh_days = 30                     # look at every address again after this long
 //! ```
 //!
 //! Every key of an `[[imap]]` section can also come from `DMARCPIPE_IMAP_<NAME>_<KEY>` (the
 //! mailbox's name upper-cased, other characters as `_`), which wins over the file:
-//! `DMARCPIPE_IMAP_REPORTS_PASSWORD`, `DMARCPIPE_IMAP_REPORTS_HOST`.
+//! `DMARCPIPE_IMAP_REPORTS_PASSWORD`, `DMARCPIPE_IMAP_REPORTS_HOST`. Every key of `[digest]`
+//! likewise from `DMARCPIPE_DIGEST_<KEY>` (`DMARCPIPE_DIGEST_PASSWORD`; `_TO` separated by
+//! commas), and the flags of `digest` win over both; every key of `[enrich]` from
+//! `DMARCPIPE_ENRICH_<KEY>` (`_NAMESERVERS` separated by commas), and `enrich --no-dns` over both.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use dmarcpipe_ingest::Limits;
+use dmarcpipe_ingest::enrich::dns::{DnsSettings, parse_nameserver};
+use dmarcpipe_ingest::enrich::enricher::EnricherSettings;
+use dmarcpipe_ingest::enrich::geo::{GeoPaths, default_geoip_dir};
 use dmarcpipe_ingest::intake::imap::{Credentials, MailboxSettings, OAuthMechanism, Tls, TokenSource};
 use dmarcpipe_store::seal::Sealer;
 use serde::Deserialize;
@@ -65,6 +93,12 @@ pub struct FileConfig {
     /// IMAP mailboxes that `fetch` reads and `serve` watches.
     #[serde(default)]
     pub imap: Vec<ImapSection>,
+    /// The SMTP relay of `dmarcpipe digest`.
+    #[serde(default)]
+    pub digest: DigestSection,
+    /// Enrichment of source addresses: reverse DNS, geolocation databases, known senders.
+    #[serde(default)]
+    pub enrich: EnrichSection,
     /// Where the file was read from (relative paths in it are relative to its directory).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -219,6 +253,201 @@ impl ImapSection {
     }
 }
 
+/// `[digest]`: the SMTP relay `dmarcpipe digest` sends through, and who the mail is from and to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSection {
+    pub relay: Option<String>,
+    pub port: Option<u16>,
+    /// `none`, `starttls` or `tls`.
+    pub tls: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// How the digest talks to its relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// SMTP, then STARTTLS before anything else; the relay must offer it.
+    Starttls,
+    /// Implicit TLS from the first byte (port 465, "SMTPS").
+    Tls,
+}
+
+impl RelayTls {
+    /// `value` as given in `what` (`[digest] tls`, `DMARCPIPE_DIGEST_TLS`, `--tls`).
+    pub fn parse(value: &str, what: &str) -> Result<RelayTls> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(RelayTls::None),
+            "starttls" => Ok(RelayTls::Starttls),
+            "tls" => Ok(RelayTls::Tls),
+            _ => bail!("{what}: `{value}` is not one of none, starttls, tls"),
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            RelayTls::None => 25,
+            RelayTls::Starttls => 587,
+            RelayTls::Tls => 465,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayTls::None => "none",
+            RelayTls::Starttls => "starttls",
+            RelayTls::Tls => "tls",
+        }
+    }
+}
+
+/// The flags of `digest` that override `[digest]` (each `None` or empty when not given).
+#[derive(Debug, Clone, Default)]
+pub struct DigestOverrides {
+    pub relay: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+}
+
+/// The relay settings of `digest`, checked: flags over `DMARCPIPE_DIGEST_*` over `[digest]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestSettings {
+    pub relay: String,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub ca_file: Option<PathBuf>,
+    /// User name and password, when the relay wants AUTH.
+    pub credentials: Option<(String, String)>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for DigestSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestSettings")
+            .field("relay", &self.relay)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DigestSection {
+    /// `DMARCPIPE_DIGEST_<KEY>` values from `lookup` over the file's.
+    fn with_environment(mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<DigestSection> {
+        let get = |key: &str| lookup(&format!("DMARCPIPE_DIGEST_{key}")).filter(|value| !value.trim().is_empty());
+        macro_rules! text {
+            ($($field:ident),*) => {$(
+                if let Some(value) = get(&stringify!($field).to_ascii_uppercase()) {
+                    self.$field = Some(value.into());
+                }
+            )*};
+        }
+        text!(relay, tls, ca_file, username, password, password_file, from);
+        if let Some(value) = get("PORT") {
+            self.port = Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("DMARCPIPE_DIGEST_PORT: `{value}` is not a port number (1-65535)"))?,
+            );
+        }
+        if let Some(value) = get("TIMEOUT_SECONDS") {
+            self.timeout_seconds = Some(value.trim().parse().map_err(|_| {
+                anyhow::anyhow!("DMARCPIPE_DIGEST_TIMEOUT_SECONDS: `{value}` is not a number of seconds")
+            })?);
+        }
+        if let Some(value) = get("TO") {
+            self.to = value.split(',').map(str::trim).filter(|to| !to.is_empty()).map(str::to_owned).collect();
+        }
+        Ok(self)
+    }
+}
+
+/// `[enrich]`: how source addresses are enriched (every key optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSection {
+    /// Reverse DNS lookups (default true).
+    pub dns: Option<bool>,
+    /// `"192.0.2.53"`, `"127.0.0.1:5353"`, `"[2001:db8::1]:53"`; default: /etc/resolv.conf.
+    pub nameservers: Option<Vec<String>>,
+    pub timeout_seconds: Option<f64>,
+    pub concurrency: Option<usize>,
+    pub city_db: Option<PathBuf>,
+    pub country_db: Option<PathBuf>,
+    pub asn_db: Option<PathBuf>,
+    pub senders_file: Option<PathBuf>,
+    pub refresh_days: Option<f64>,
+}
+
+/// Default of `[enrich] refresh_days`.
+const DEFAULT_REFRESH_DAYS: f64 = 30.0;
+
+impl EnrichSection {
+    /// `DMARCPIPE_ENRICH_<KEY>` values from `lookup` over the file's.
+    fn with_environment(mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnrichSection> {
+        let get = |key: &str| lookup(&format!("DMARCPIPE_ENRICH_{key}")).filter(|value| !value.trim().is_empty());
+        fn parsed<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result<T> {
+            value.trim().parse().map_err(|_| anyhow::anyhow!("DMARCPIPE_ENRICH_{key}: `{value}` is not {what}"))
+        }
+        if let Some(value) = get("DNS") {
+            self.dns = Some(match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => bail!("DMARCPIPE_ENRICH_DNS: `{value}` is not true or false"),
+            });
+        }
+        if let Some(value) = get("NAMESERVERS") {
+            self.nameservers =
+                Some(value.split(',').map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned).collect());
+        }
+        if let Some(value) = get("TIMEOUT_SECONDS") {
+            self.timeout_seconds = Some(parsed("TIMEOUT_SECONDS", &value, "a number of seconds")?);
+        }
+        if let Some(value) = get("CONCURRENCY") {
+            self.concurrency = Some(parsed("CONCURRENCY", &value, "a number")?);
+        }
+        if let Some(value) = get("REFRESH_DAYS") {
+            self.refresh_days = Some(parsed("REFRESH_DAYS", &value, "a number of days")?);
+        }
+        for (key, slot) in [
+            ("CITY_DB", &mut self.city_db),
+            ("COUNTRY_DB", &mut self.country_db),
+            ("ASN_DB", &mut self.asn_db),
+            ("SENDERS_FILE", &mut self.senders_file),
+        ] {
+            if let Some(value) = get(key) {
+                *slot = Some(value.into());
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The enricher's settings, checked, and how often addresses are looked at again.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    pub enricher: EnricherSettings,
+    pub refresh: Duration,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportSection {
@@ -351,6 +580,135 @@ impl FileConfig {
         mailbox.idle = section.idle.unwrap_or(true);
         mailbox.timeout = Duration::from_secs(section.timeout_seconds.unwrap_or(120).max(1));
         Ok(mailbox)
+    }
+
+    /// The relay settings of `digest`: `flags`, then `DMARCPIPE_DIGEST_*`, then `[digest]`.
+    pub fn digest(&self, flags: &DigestOverrides) -> Result<DigestSettings> {
+        self.digest_with(flags, &|key| std::env::var(key).ok())
+    }
+
+    fn digest_with(&self, flags: &DigestOverrides, lookup: &dyn Fn(&str) -> Option<String>) -> Result<DigestSettings> {
+        let section = self.digest.clone().with_environment(lookup)?;
+        let nonempty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let relay = nonempty(flags.relay.clone()).or(nonempty(section.relay)).context(
+            "no SMTP relay for the digest: set relay in [digest] of the config file, DMARCPIPE_DIGEST_RELAY, or --relay",
+        )?;
+        let tls = match (&flags.tls, &section.tls) {
+            (Some(flag), _) => RelayTls::parse(flag, "--tls")?,
+            (None, Some(value)) => RelayTls::parse(value, "[digest] tls (or DMARCPIPE_DIGEST_TLS)")?,
+            (None, None) => RelayTls::Starttls,
+        };
+        let port = flags.port.or(section.port).unwrap_or(tls.default_port());
+        if port == 0 {
+            bail!("[digest] port: 0 is not a port number (1-65535)");
+        }
+        let ca_file = section.ca_file.map(|file| self.relative_path(&file));
+        if let Some(file) = &ca_file {
+            if tls == RelayTls::None {
+                bail!(
+                    "[digest] ca_file {} is set but tls is none: use starttls or tls, or drop ca_file",
+                    file.display()
+                );
+            }
+            if !file.is_file() {
+                bail!("[digest] ca_file {}: no such file", file.display());
+            }
+        }
+        let password = match (section.password, section.password_file) {
+            (Some(_), Some(_)) => bail!("[digest] password and password_file are both set: choose one"),
+            (Some(password), None) => Some(password),
+            (None, Some(file)) => {
+                let path = self.relative_path(&file);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read [digest] password_file {}", path.display()))?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            (None, None) => None,
+        };
+        let credentials = match (nonempty(flags.username.clone()).or(nonempty(section.username)), password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (Some(user), None) => bail!(
+                "[digest] username `{user}` has no password: set password_file (or password, DMARCPIPE_DIGEST_PASSWORD)"
+            ),
+            (None, Some(_)) => bail!("[digest] a password is set but no username: set username (or --username)"),
+            (None, None) => None,
+        };
+        let from = nonempty(flags.from.clone()).or(nonempty(section.from)).context(
+            "no sender address for the digest: set from in [digest] of the config file, DMARCPIPE_DIGEST_FROM, or --from",
+        )?;
+        let to = if flags.to.is_empty() { section.to } else { flags.to.clone() };
+        if to.is_empty() {
+            bail!("no recipient for the digest: give --to ADDRESS (or to in [digest] of the config file)");
+        }
+        let timeout = Duration::from_secs(section.timeout_seconds.unwrap_or(60).max(1));
+        Ok(DigestSettings { relay, port, tls, ca_file, credentials, from, to, timeout })
+    }
+
+    /// The enrichment settings: `DMARCPIPE_ENRICH_*` over `[enrich]`, DNS off with `no_dns`.
+    /// Without any database file configured, those `dmarcpipe geoip fetch` wrote into the
+    /// default directory.
+    pub fn enrich(&self, no_dns: bool) -> Result<EnrichConfig> {
+        self.enrich_with(no_dns, &|key| std::env::var(key).ok(), default_geoip_dir())
+    }
+
+    fn enrich_with(
+        &self,
+        no_dns: bool,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        default_dir: Option<PathBuf>,
+    ) -> Result<EnrichConfig> {
+        let section = self.enrich.clone().with_environment(lookup)?;
+        let file = self.path.as_ref().map_or("the configuration".into(), |p| p.display().to_string());
+        let key = |name: &str| format!("{file} [enrich] {name} (or DMARCPIPE_ENRICH_{})", name.to_ascii_uppercase());
+        let mut dns = DnsSettings::default();
+        for text in section.nameservers.iter().flatten() {
+            dns.nameservers.push(parse_nameserver(text).with_context(|| key("nameservers"))?);
+        }
+        if let Some(seconds) = section.timeout_seconds {
+            if !(seconds > 0.0 && seconds <= 60.0) {
+                bail!("{}: {seconds} is not a number of seconds from 0 to 60 (above 0)", key("timeout_seconds"));
+            }
+            dns.timeout = Duration::from_secs_f64(seconds);
+        }
+        if let Some(concurrency) = section.concurrency {
+            if !(1..=10_000).contains(&concurrency) {
+                bail!("{}: {concurrency} is not a number of lookups from 1 to 10000", key("concurrency"));
+            }
+            dns.concurrency = concurrency;
+        }
+        let refresh_days = section.refresh_days.unwrap_or(DEFAULT_REFRESH_DAYS);
+        if !(refresh_days > 0.0 && refresh_days <= 3650.0) {
+            bail!("{}: {refresh_days} is not a number of days from 0 to 3650 (above 0)", key("refresh_days"));
+        }
+        let database = |name: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>> {
+            let Some(path) = path else { return Ok(None) };
+            let path = self.relative_path(path);
+            if !path.is_file() {
+                bail!("{}: {}: no such file", key(name), path.display());
+            }
+            Ok(Some(path))
+        };
+        let configured = GeoPaths {
+            city: database("city_db", &section.city_db)?,
+            country: database("country_db", &section.country_db)?,
+            asn: database("asn_db", &section.asn_db)?,
+        };
+        let (geo, geo_dir) = if configured.is_empty() {
+            (default_dir.as_deref().map(GeoPaths::in_dir).unwrap_or_default(), default_dir)
+        } else {
+            (configured, None)
+        };
+        let senders_file = section.senders_file.map(|path| self.relative_path(&path));
+        if let Some(path) = &senders_file
+            && !path.is_file()
+        {
+            bail!("{}: {}: no such file", key("senders_file"), path.display());
+        }
+        let dns = (!no_dns && section.dns.unwrap_or(true)).then_some(dns);
+        Ok(EnrichConfig {
+            enricher: EnricherSettings { dns, geo, geo_dir, senders_file },
+            refresh: Duration::from_secs_f64(refresh_days * 86_400.0),
+        })
     }
 
     /// File limits overridden by flags and `DMARCPIPE_MAX_*` variables.
@@ -490,6 +848,141 @@ mod tests {
         };
         assert!(wrong("DMARCPIPE_IMAP_R_PORT", "many").contains("DMARCPIPE_IMAP_R_PORT"));
         assert!(wrong("DMARCPIPE_IMAP_R_TLS", "ssl").contains("DMARCPIPE_IMAP_R_TLS"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_digest_relay_takes_flags_over_environment_over_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("smtp-password"), "s3cret\n")?;
+        let path = dir.path().join("dmarcpipe.toml");
+        std::fs::write(
+            &path,
+            "[digest]\nrelay = \"smtp.example.com\"\nusername = \"dmarc\"\npassword_file = \"smtp-password\"\n\
+             from = \"DMARC <dmarc@example.com>\"\nto = [\"a@example.com\"]\n",
+        )?;
+        let config = FileConfig::load(Some(&path))?;
+        let settings = config.digest_with(&DigestOverrides::default(), &|_| None)?;
+        assert_eq!(
+            (settings.relay.as_str(), settings.port, settings.tls),
+            ("smtp.example.com", 587, RelayTls::Starttls)
+        );
+        assert_eq!(settings.credentials, Some(("dmarc".to_owned(), "s3cret".to_owned())));
+        assert_eq!(settings.to, ["a@example.com"]);
+        assert!(!format!("{settings:?}").contains("s3cret"), "the password is not in Debug");
+
+        let env = |key: &str| match key {
+            "DMARCPIPE_DIGEST_TLS" => Some("TLS".to_owned()),
+            "DMARCPIPE_DIGEST_RELAY" => Some("relay.example.net".to_owned()),
+            "DMARCPIPE_DIGEST_TO" => Some("b@example.com, c@example.com".to_owned()),
+            _ => None,
+        };
+        let settings = config.digest_with(&DigestOverrides::default(), &env)?;
+        assert_eq!((settings.relay.as_str(), settings.port, settings.tls), ("relay.example.net", 465, RelayTls::Tls));
+        assert_eq!(settings.to, ["b@example.com", "c@example.com"]);
+        let flags = DigestOverrides {
+            relay: Some("127.0.0.1".into()),
+            port: Some(2525),
+            tls: Some("none".into()),
+            to: vec!["d@example.com".into()],
+            ..DigestOverrides::default()
+        };
+        let settings = config.digest_with(&flags, &env)?;
+        assert_eq!((settings.relay.as_str(), settings.port, settings.tls), ("127.0.0.1", 2525, RelayTls::None));
+        assert_eq!(settings.to, ["d@example.com"]);
+
+        let refused = |toml: &str, env: &[(&str, &str)], flags: DigestOverrides| -> String {
+            let config: FileConfig = toml::from_str(toml).expect("parses");
+            let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let lookup = move |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            format!("{:#}", config.digest_with(&flags, &lookup).expect_err("refused"))
+        };
+        let base = "[digest]\nrelay = \"r\"\nfrom = \"f@example.com\"\nto = [\"t@example.com\"]\n";
+        let none = DigestOverrides::default;
+        assert!(refused("", &[], none()).contains("no SMTP relay"));
+        assert!(refused("[digest]\nrelay = \"r\"\n", &[], none()).contains("no sender address"));
+        assert!(refused("[digest]\nrelay = \"r\"\nfrom = \"f@example.com\"\n", &[], none()).contains("no recipient"));
+        let tls = refused(&format!("{base}tls = \"ssl\"\n"), &[], none());
+        assert!(tls.contains("[digest] tls") && tls.contains("`ssl` is not one of none, starttls, tls"), "{tls}");
+        let flag = refused(base, &[], DigestOverrides { tls: Some("smtps".into()), ..none() });
+        assert!(flag.contains("--tls: `smtps`"), "{flag}");
+        assert!(refused(base, &[("DMARCPIPE_DIGEST_PORT", "many")], none()).contains("DMARCPIPE_DIGEST_PORT: `many`"));
+        let ca = refused(&format!("{base}tls = \"none\"\nca_file = \"/etc/hostname\"\n"), &[], none());
+        assert!(ca.contains("ca_file /etc/hostname is set but tls is none"), "{ca}");
+        assert!(
+            refused(&format!("{base}ca_file = \"/nonexistent/ca.pem\"\n"), &[], none())
+                .contains("/nonexistent/ca.pem: no such file")
+        );
+        assert!(refused(&format!("{base}username = \"u\"\n"), &[], none()).contains("username `u` has no password"));
+        assert!(refused(&format!("{base}password = \"p\"\n"), &[], none()).contains("no username"));
+        assert!(
+            refused(&format!("{base}username = \"u\"\npassword = \"p\"\npassword_file = \"x\"\n"), &[], none())
+                .contains("both set")
+        );
+        assert!(toml::from_str::<FileConfig>("[digest]\nrelay_host = \"r\"\n").is_err(), "unknown keys are errors");
+        Ok(())
+    }
+
+    #[test]
+    fn enrich_settings_take_environment_over_file_and_name_bad_values() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("country.mmdb"), b"checked when opened")?;
+        std::fs::write(dir.path().join("senders.csv"), "rule,value,service,kind\n")?;
+        let path = dir.path().join("dmarcpipe.toml");
+        std::fs::write(
+            &path,
+            "[enrich]\nnameservers = [\"192.0.2.53\", \"127.0.0.1:5353\"]\ntimeout_seconds = 0.5\nconcurrency = 8\n\
+             country_db = \"country.mmdb\"\nsenders_file = \"senders.csv\"\nrefresh_days = 7\n",
+        )?;
+        let config = FileConfig::load(Some(&path))?;
+        let nothing = |_: &str| None;
+        let settings = config.enrich_with(false, &nothing, None)?;
+        let dns = settings.enricher.dns.as_ref().expect("DNS on");
+        assert_eq!(dns.nameservers, vec!["192.0.2.53:53".parse()?, "127.0.0.1:5353".parse()?]);
+        assert_eq!((dns.timeout, dns.concurrency), (Duration::from_millis(500), 8));
+        assert_eq!(settings.enricher.geo.country, Some(dir.path().join("country.mmdb")));
+        assert_eq!(settings.enricher.geo.city, None);
+        assert_eq!(settings.enricher.senders_file, Some(dir.path().join("senders.csv")));
+        assert_eq!(settings.refresh, Duration::from_secs(7 * 86_400));
+        assert!(config.enrich_with(true, &nothing, None)?.enricher.dns.is_none(), "--no-dns");
+
+        let environment = |key: &str| match key {
+            "DMARCPIPE_ENRICH_NAMESERVERS" => Some("[2001:db8::1]:5300, 198.51.100.1".to_owned()),
+            "DMARCPIPE_ENRICH_DNS" => Some("off".to_owned()),
+            _ => None,
+        };
+        let settings = config.enrich_with(false, &environment, None)?;
+        assert!(settings.enricher.dns.is_none(), "DMARCPIPE_ENRICH_DNS=off");
+
+        // Without database files configured: the default directory's.
+        let default_dir = dir.path().join("geoip");
+        std::fs::create_dir_all(&default_dir)?;
+        std::fs::write(default_dir.join("asn.mmdb"), b"x")?;
+        let settings = FileConfig::default().enrich_with(false, &nothing, Some(default_dir.clone()))?;
+        assert_eq!(settings.enricher.geo.asn, Some(default_dir.join("asn.mmdb")));
+        assert_eq!(settings.enricher.geo_dir, Some(default_dir));
+        assert!(settings.enricher.dns.as_ref().is_some_and(|dns| dns.nameservers.is_empty()));
+
+        for (text, expected) in [
+            ("nameservers = [\"not an address\"]", "[enrich] nameservers"),
+            ("timeout_seconds = 0", "[enrich] timeout_seconds (or DMARCPIPE_ENRICH_TIMEOUT_SECONDS): 0 is not"),
+            ("concurrency = 0", "[enrich] concurrency (or DMARCPIPE_ENRICH_CONCURRENCY): 0 is not"),
+            ("refresh_days = -1", "[enrich] refresh_days (or DMARCPIPE_ENRICH_REFRESH_DAYS): -1 is not"),
+            ("city_db = \"missing.mmdb\"", "missing.mmdb: no such file"),
+            ("senders_file = \"missing.csv\"", "[enrich] senders_file (or DMARCPIPE_ENRICH_SENDERS_FILE)"),
+        ] {
+            std::fs::write(&path, format!("[enrich]\n{text}\n"))?;
+            let err = FileConfig::load(Some(&path))?.enrich_with(false, &nothing, None).expect_err(text);
+            let message = format!("{err:#}");
+            assert!(message.contains("dmarcpipe.toml") && message.contains(expected), "{text}: {message}");
+        }
+        std::fs::write(&path, "[enrich]\nnameservers = [\"bogus\"]\n")?;
+        let message =
+            format!("{:#}", FileConfig::load(Some(&path))?.enrich_with(false, &nothing, None).expect_err("bad"));
+        assert!(message.contains("bogus"), "{message}");
+        let bad_environment = |key: &str| (key == "DMARCPIPE_ENRICH_CONCURRENCY").then(|| "many".to_owned());
+        let err = FileConfig::default().enrich_with(false, &bad_environment, None).expect_err("not a number");
+        assert!(err.to_string().contains("DMARCPIPE_ENRICH_CONCURRENCY: `many` is not a number"), "{err}");
         Ok(())
     }
 

@@ -59,6 +59,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Serve(args) => commands::serve::run(&config, database_url, args).await,
         Command::Fetch(args) => commands::fetch::run(&config, database_url, args).await,
+        Command::Digest(args) => commands::digest::run(&config, database_url, args).await,
+        Command::Geoip(command) => commands::geoip::run(command).await,
+        Command::Enrich(args) => commands::enrich::run(&config, database_url, args).await,
     }
 }
 

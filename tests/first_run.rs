@@ -26,6 +26,8 @@ fn make(target: &str, variables: &[(&str, &str)], stdin: Option<&str>) -> Output
         .args(variables.iter().map(|(name, value)| format!("{name}={value}")))
         .current_dir(root())
         .env_remove("DMARCPIPE_CONFIG")
+        // No enrichment: it would ask the machine's resolver, which tests must not reach.
+        .env("DMARCPIPE_NO_ENRICH", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -184,7 +186,8 @@ fn same_as_shown(actual: &str, shown: &[String]) -> bool {
 async fn make_run_shows_what_the_readme_shows_and_how_to_go_on(pool: PgPool) {
     let url = database_url(&pool);
     let demo = tempfile::tempdir().expect("a temp dir");
-    let output = make("demo", &[("DATABASE_URL", &url), ("DEMO", path(demo.path()))], None);
+    // Without the geolocation download: tests do not use the network.
+    let output = make("demo", &[("DATABASE_URL", &url), ("DEMO", path(demo.path())), ("GEOIP_FETCH", "no")], None);
     assert_eq!(code(&output), 0, "{}", text(&output.stderr));
     let printed = text(&output.stdout);
     let start = printed.find("\n{").expect("the import summary") + 1;

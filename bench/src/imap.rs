@@ -41,6 +41,7 @@ fn measure(binary: &Path, dovecot: &Dovecot, url: &str, count: usize) -> Result<
     let started = Instant::now();
     let output = Command::new(binary)
         .env("DATABASE_URL", url)
+        .env("DMARCPIPE_NO_ENRICH", "1")
         .arg("--config")
         .arg(&config)
         .args(["fetch", "--json"])

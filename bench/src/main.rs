@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! dmarcpipe-bench generate DIR [--files N] [--large-records N]
-//! dmarcpipe-bench run --binary target/release/dmarcpipe --corpus DIR
+//! dmarcpipe-bench run --binary target/release/dmarcpipe --corpus DIR [--only PHASE,...]
+//! dmarcpipe-bench compare --corpus DIR --parsedmarc PATH [--rounds N]
 //! dmarcpipe-bench smtp --binary target/release/dmarcpipe [--messages N] [--clients C]
 //! dmarcpipe-bench imap --binary target/release/dmarcpipe [--messages N]
+//! dmarcpipe-bench ptr [--lookups N]
 //! ```
 //!
 //! The corpus: N files (default 2,000) mixing 1-5-record reports (`small/`) with about 1 % of
@@ -17,16 +19,41 @@
 //! range 198.18.0.0/15 (RFC 2544) and 2001:db8::/32, domains from example.com/net/org.
 //! Everything is derived from a fixed seed, so two runs measure the same bytes.
 //!
+//! The phases of `run` (`--only`, `BENCH_ONLY` in the Makefile): `fixed`, the cost of one
+//! `import` of an empty directory and of `import -` of one small report over TCP and the Unix
+//! socket (`fixed.rs`); `files`, the 2,000 files, with the share of the cores left idle;
+//! `large`, the million-record report as gzip and as plain XML; `memory`, the inputs shaped to
+//! make memory grow (`memory.rs`); `arf`, 2,000 failure reports sealed and stored (`arf.rs`).
+//! Every `dmarcpipe` run has `DMARCPIPE_NO_ENRICH=1`: enrichment runs apart from storing.
+//! `compare` (`make bench-compare`) runs parsedmarc and dmarcpipe side by side: `compare.rs`.
+//!
+//! `rollups` (`make bench-rollups`) times every rollup key over 10 million generated records:
+//! see `rollups.rs`; `report` (`make bench-report`) times the visual report over the same data:
+//! see `report.rs`. Both generate into a fresh database, dropped at the end; with `--keep` it
+//! is kept, and `--database NAME` measures such a kept database again without generating.
+//!
+//! `enrich` (`make bench-enrich`) times `dmarcpipe enrich` over 100,000 new source addresses
+//! with geolocation databases and without DNS: see `enrich.rs`. The other runs set
+//! `DMARCPIPE_NO_ENRICH=1`, so that they measure ingestion only.
+//!
 //! `smtp` (`make bench-smtp`) measures `dmarcpipe serve` instead: see `smtp.rs`; `imap`
 //! (`make bench-imap`) measures `dmarcpipe fetch` against a real Dovecot: see `imap.rs`.
+//! `ptr` (`make bench-ptr`) measures reverse DNS lookups against a local Unbound: see `ptr.rs`.
 
+mod arf;
+mod compare;
+mod enrich;
+mod fixed;
 mod imap;
 mod memory;
+mod ptr;
+mod report;
+mod rollups;
 mod smtp;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -127,6 +154,48 @@ fn create_database(binary: &Path, purpose: &str) -> Result<(String, String, Stri
     Ok((admin, database, url))
 }
 
+/// Where `rollups` and `report` measure: a fresh database they generate the data into, dropped
+/// at the end unless `--keep` is given, or the database of an earlier run kept that way
+/// (`--database NAME`, on the server of `DATABASE_URL`), brought to the binary's schema and
+/// measured as it is, without generating again.
+#[derive(Debug)]
+pub(crate) struct GeneratedData {
+    pub admin: String,
+    pub database: String,
+    pub url: String,
+    /// Whether the data is to be generated (a fresh database).
+    pub fresh: bool,
+    keep: bool,
+}
+
+impl GeneratedData {
+    fn open(binary: &Path, purpose: &str, existing: Option<String>, keep: bool) -> Result<GeneratedData> {
+        let Some(database) = existing else {
+            let (admin, database, url) = create_database(binary, purpose)?;
+            return Ok(GeneratedData { admin, database, url, fresh: true, keep });
+        };
+        if !database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("--database {database}: a plain database name is expected");
+        }
+        let admin = std::env::var("DATABASE_URL").context("DATABASE_URL must name the PostgreSQL server to measure")?;
+        let url = with_database(&admin, &database);
+        let migrated = Command::new(binary).env("DATABASE_URL", &url).arg("migrate").output()?;
+        if !migrated.status.success() {
+            bail!("migrate of {database} failed: {}", String::from_utf8_lossy(&migrated.stderr));
+        }
+        Ok(GeneratedData { admin, database, url, fresh: false, keep: true })
+    }
+
+    /// Drops a fresh database, or says where the kept one is.
+    fn close(self) -> Result<()> {
+        if self.keep {
+            println!("the data is kept in the database {} (measure it again with --database {0})", self.database);
+            return Ok(());
+        }
+        drop_database(&self.admin, &self.database)
+    }
+}
+
 fn drop_database(admin: &str, database: &str) -> Result<()> {
     psql(admin, &format!("DROP DATABASE {database} WITH (FORCE)"))
 }
@@ -150,19 +219,38 @@ fn with_database(url: &str, database: &str) -> String {
 
 struct Measured {
     reports: u64,
+    forensic: u64,
     records: u64,
     seconds: f64,
     peak_rss: u64,
 }
 
-fn import(binary: &Path, url: &str, path: &Path, jobs: Option<u32>) -> Result<Measured> {
+/// What `dmarcpipe import` is told besides its path.
+#[derive(Default, Clone, Copy)]
+struct ImportOptions<'a> {
+    jobs: Option<u32>,
+    config: Option<&'a Path>,
+}
+
+/// A `dmarcpipe` command as every phase runs it: enrichment off (it runs apart from storing,
+/// and the benchmark measures storing).
+fn dmarcpipe(binary: &Path, url: &str) -> Command {
     let mut command = Command::new(binary);
-    command.env("DATABASE_URL", url).args(["import", "--json", "--quiet"]).arg(path);
-    if let Some(jobs) = jobs {
+    command.env("DATABASE_URL", url).env("DMARCPIPE_NO_ENRICH", "1");
+    command
+}
+
+fn import(binary: &Path, url: &str, path: &Path, options: ImportOptions<'_>) -> Result<Measured> {
+    let mut command = dmarcpipe(binary, url);
+    if let Some(config) = options.config {
+        command.arg("--config").arg(config);
+    }
+    command.args(["import", "--json", "--quiet"]).arg(path);
+    if let Some(jobs) = options.jobs {
         command.args(["--jobs", &jobs.to_string()]);
     }
     let started = Instant::now();
-    let output = command.output().context("running dmarcpipe import")?;
+    let output = command.stdin(Stdio::null()).output().context("running dmarcpipe import")?;
     let seconds = started.elapsed().as_secs_f64();
     if !output.status.success() {
         bail!("import failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
@@ -172,55 +260,170 @@ fn import(binary: &Path, url: &str, path: &Path, jobs: Option<u32>) -> Result<Me
     if field("rejected") + field("failed") + field("unreadable") > 0 {
         bail!("import rejected inputs: {summary}");
     }
-    Ok(Measured { reports: field("reports"), records: field("records"), seconds, peak_rss: field("peak_rss_bytes") })
+    Ok(Measured {
+        reports: field("reports"),
+        forensic: field("forensic"),
+        records: field("records"),
+        seconds,
+        peak_rss: field("peak_rss_bytes"),
+    })
 }
 
-fn run(binary: &Path, corpus: &Path, jobs: Option<u32>) -> Result<()> {
+/// CPU time of the whole machine from `/proc/stat` (ticks): how much of it was idle.
+#[derive(Clone, Copy)]
+struct CpuTicks {
+    idle: u64,
+    total: u64,
+}
+
+impl CpuTicks {
+    fn now() -> CpuTicks {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        CpuTicks { idle, total }
+    }
+
+    /// The share of the cores' time that was idle (or waiting for the disk) since `self`.
+    fn idle_share_since(self) -> f64 {
+        let now = CpuTicks::now();
+        let total = now.total.saturating_sub(self.total).max(1);
+        now.idle.saturating_sub(self.idle) as f64 / total as f64
+    }
+}
+
+/// The phases of `run`, as `--only` (`BENCH_ONLY`) names them.
+const PHASES: &[&str] = &["fixed", "files", "large", "memory", "arf"];
+
+fn run(binary: &Path, corpus: &Path, jobs: Option<u32>, only: &[String]) -> Result<()> {
+    for phase in only {
+        if !PHASES.contains(&phase.as_str()) {
+            bail!("unknown phase {phase:?} in --only (BENCH_ONLY): the phases are {}", PHASES.join(","));
+        }
+    }
+    let wanted = |phase: &str| only.is_empty() || only.iter().any(|p| p == phase);
+    let uptime = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "dmarcpipe-bench: {} cores, load average {} (other work on the machine disturbs every figure)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        uptime.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    if wanted("fixed") {
+        fixed::run(binary, corpus)?;
+    }
+    if wanted("files") {
+        files(binary, corpus, jobs)?;
+    }
+    if wanted("large") {
+        large(binary, corpus)?;
+    }
+    if wanted("memory") {
+        memory::run(binary, corpus)?;
+    }
+    if wanted("arf") {
+        arf::run(binary, corpus)?;
+    }
+    Ok(())
+}
+
+const MB: f64 = (1 << 20) as f64;
+
+fn print_header() {
+    println!();
+    println!(
+        "{:<40} {:>8} {:>10} {:>8} {:>11} {:>11} {:>9} {:>6}",
+        "phase", "reports", "records", "seconds", "reports/s", "records/s", "peak RSS", "idle"
+    );
+}
+
+fn print_line(name: &str, m: &Measured, idle: Option<f64>) {
+    println!(
+        "{name:<40} {:>8} {:>10} {:>8.2} {:>11.0} {:>11.0} {:>6.0} MB {:>6}",
+        m.reports,
+        m.records,
+        m.seconds,
+        m.reports as f64 / m.seconds,
+        m.records as f64 / m.seconds,
+        m.peak_rss as f64 / MB,
+        idle.map_or_else(|| "-".to_owned(), |idle| format!("{:.0} %", idle * 100.0))
+    );
+}
+
+/// The 2,000 files: small reports, then the 2,000-3,000-record ones, then the small ones again
+/// (all duplicates), each with the share of the cores left idle (from `/proc/stat`).
+fn files(binary: &Path, corpus: &Path, jobs: Option<u32>) -> Result<()> {
     let (admin, database, url) = create_database(binary, "import")?;
+    let options = ImportOptions { jobs, config: None };
+    let timed = |dir: &str| -> Result<(Measured, f64)> {
+        let ticks = CpuTicks::now();
+        let measured = import(binary, &url, &corpus.join(dir), options)?;
+        Ok((measured, ticks.idle_share_since()))
+    };
     let result = (|| -> Result<()> {
-        let small = import(binary, &url, &corpus.join("small"), jobs)?;
-        let medium = import(binary, &url, &corpus.join("medium"), jobs)?;
-        let again = import(binary, &url, &corpus.join("small"), jobs)?;
-        let large = import(binary, &url, &corpus.join("large"), jobs)?;
+        let (small, small_idle) = timed("small")?;
+        let (medium, medium_idle) = timed("medium")?;
+        let (again, again_idle) = timed("small")?;
         let files = Measured {
             reports: small.reports + medium.reports,
+            forensic: 0,
             records: small.records + medium.records,
             seconds: small.seconds + medium.seconds,
             peak_rss: small.peak_rss.max(medium.peak_rss),
         };
-        let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
-        println!();
+        print_header();
+        print_line("small reports (1-5 records)", &small, Some(small_idle));
+        print_line("large reports (2,000-3,000 records)", &medium, Some(medium_idle));
+        print_line("all 2,000 files (the two lines above)", &files, None);
+        print_line("the small ones again (all duplicates)", &again, Some(again_idle));
         println!(
-            "{:<40} {:>8} {:>10} {:>8} {:>11} {:>11} {:>9}",
-            "phase", "reports", "records", "seconds", "reports/s", "records/s", "peak RSS"
-        );
-        for (name, m) in [
-            ("small reports (1-5 records)", &small),
-            ("large reports (2,000-3,000 records)", &medium),
-            ("all 2,000 files (the two lines above)", &files),
-            ("the small ones again (all duplicates)", &again),
-            ("one report of 1,000,000 records", &large),
-        ] {
-            println!(
-                "{name:<40} {:>8} {:>10} {:>8.2} {:>11.0} {:>11.0} {:>6.0} MB",
-                m.reports,
-                m.records,
-                m.seconds,
-                if name.contains("again") { 0.0 } else { m.reports as f64 / m.seconds },
-                m.records as f64 / m.seconds,
-                mb(m.peak_rss)
-            );
-        }
-        println!(
-            "\n(wall-clock time of each `dmarcpipe import` run end to end into PostgreSQL, rollup refresh and final \
-             flush included; the duplicates run took {:.0} inputs/s)",
+            "(wall-clock time of each `dmarcpipe import` run end to end into PostgreSQL, final flush included; \
+             idle: share of both cores' time left idle during the run, from /proc/stat; the duplicates run took \
+             {:.0} inputs/s)",
             (small.reports as f64) / again.seconds
         );
         Ok(())
     })();
     drop_database(&admin, &database)?;
-    result?;
-    memory::run(binary, corpus)
+    result
+}
+
+/// The million-record report, gzip and plain, each into a fresh database.
+fn large(binary: &Path, corpus: &Path) -> Result<()> {
+    let gzipped = corpus.join("large");
+    let plain = corpus.join("large-plain");
+    if !plain.join("report-large.xml").exists() {
+        fs::create_dir_all(&plain)?;
+        let partial = plain.join("report-large.xml.partial");
+        let status = Command::new("gzip")
+            .arg("-dc")
+            .arg(gzipped.join("report-large.xml.gz"))
+            .stdout(fs::File::create(&partial)?)
+            .status()
+            .context("running gzip -dc")?;
+        if !status.success() {
+            bail!("gzip -dc of the large report failed ({status})");
+        }
+        fs::rename(&partial, plain.join("report-large.xml"))?;
+    }
+    print_header();
+    for (name, dir) in [("one report of 1,000,000 records (gzip)", &gzipped), ("the same as plain XML", &plain)] {
+        let (admin, database, url) = create_database(binary, "large")?;
+        let ticks = CpuTicks::now();
+        let measured = import(binary, &url, dir, ImportOptions::default());
+        let idle = ticks.idle_share_since();
+        drop_database(&admin, &database)?;
+        print_line(name, &measured?, Some(idle));
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -237,7 +440,21 @@ fn main() -> Result<()> {
             let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
             let corpus = PathBuf::from(flag("--corpus").context("run --corpus DIR")?);
             let jobs = flag("--jobs").map(|v| v.parse()).transpose()?;
-            run(&binary, &corpus, jobs)
+            let only: Vec<String> = flag("--only")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|phase| !phase.is_empty() && *phase != "all")
+                .map(str::to_owned)
+                .collect();
+            run(&binary, &corpus, jobs, &only)
+        }
+        Some("compare") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let corpus = PathBuf::from(flag("--corpus").context("compare --corpus DIR")?);
+            let parsedmarc = PathBuf::from(flag("--parsedmarc").context("compare --parsedmarc PATH")?);
+            let rounds = flag("--rounds").map(|v| v.parse()).transpose()?.unwrap_or(3);
+            compare::run(&binary, &parsedmarc, &corpus, rounds)
         }
         Some("smtp") => {
             let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
@@ -250,9 +467,36 @@ fn main() -> Result<()> {
             let messages = flag("--messages").map(|v| v.parse()).transpose()?.unwrap_or(2_000);
             imap::run(&binary, messages)
         }
+        Some("enrich") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let ips = flag("--ips").map(|v| v.parse()).transpose()?.unwrap_or(100_000);
+            enrich::run(&binary, ips)
+        }
+        Some("rollups") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let records = flag("--records").map(|v| v.parse()).transpose()?.unwrap_or(10_000_000);
+            let ips = flag("--ips").map(|v| v.parse()).transpose()?.unwrap_or(100_000);
+            let data = GeneratedData::open(&binary, "rollups", flag("--database"), args.iter().any(|a| a == "--keep"))?;
+            let result = rollups::run(&binary, &data, records, ips);
+            data.close()?;
+            result
+        }
+        Some("report") => {
+            let binary = PathBuf::from(flag("--binary").unwrap_or_else(|| "target/release/dmarcpipe".into()));
+            let records = flag("--records").map(|v| v.parse()).transpose()?.unwrap_or(10_000_000);
+            let ips = flag("--ips").map(|v| v.parse()).transpose()?.unwrap_or(100_000);
+            let data = GeneratedData::open(&binary, "report", flag("--database"), args.iter().any(|a| a == "--keep"))?;
+            let result = report::run(&binary, &data, records, ips);
+            data.close()?;
+            result
+        }
+        Some("ptr") => ptr::run(flag("--lookups").map(|v| v.parse()).transpose()?.unwrap_or(20_000)),
         _ => bail!(
-            "usage: dmarcpipe-bench generate DIR [--files N] [--large-records N] | run --corpus DIR [--binary PATH] [--jobs N] \
-             | smtp [--binary PATH] [--messages N] [--clients C] | imap [--binary PATH] [--messages N]"
+            "usage: dmarcpipe-bench generate DIR [--files N] [--large-records N] \
+             | run --corpus DIR [--binary PATH] [--jobs N] [--only fixed,files,large,memory,arf] \
+             | compare --corpus DIR --parsedmarc PATH [--binary PATH] [--rounds N] \
+             | smtp [--binary PATH] [--messages N] [--clients C] | imap [--binary PATH] [--messages N] \
+             | rollups|report [--binary PATH] [--records N] [--ips N] [--keep | --database NAME] | enrich [--binary PATH] [--ips N] | ptr [--lookups N]"
         ),
     }
 }

@@ -84,7 +84,9 @@ pub(crate) fn start_server(binary: &Path, url: &str, clients: usize) -> Result<(
     std::fs::write(&config, format!("[smtp]\nmax_sessions = {0}\nmax_sessions_per_ip = {0}\n", clients.max(100)))?;
     let mut child = Command::new(binary)
         .env("DATABASE_URL", url)
+        .env("DMARCPIPE_NO_ENRICH", "1")
         .env("DMARCPIPE_CONFIG", &config)
+        .env("DMARCPIPE_NO_ENRICH", "1")
         .env("RUST_LOG", "info,sqlx=warn")
         .args(["serve", "--smtp-listen", "127.0.0.1:0", "--smtp-recipient", RECIPIENT, "--hostname", "bench.example"])
         .stdin(Stdio::null())

@@ -10,6 +10,8 @@
 //! - [`unpack`]: sniffing, capped decompression (gzip, zip), MIME walking; finds the report
 //!   documents inside an input.
 //! - [`charset`]: whatever encoding a document is in, to UTF-8.
+//! - [`enrich`]: what is known about a source IP (geolocation and network from MMDB files,
+//!   known senders), off the ingest path.
 //! - [`aggregate`]: the streaming RUA XML parser.
 //! - [`forensic`]: failure (RUF) reports: ARF and plain text.
 //! - [`tlsrpt`]: SMTP TLS reports (RFC 8460 JSON).
@@ -23,6 +25,7 @@
 pub mod aggregate;
 pub mod budget;
 pub mod charset;
+pub mod enrich;
 pub mod envelope;
 pub mod error;
 pub mod forensic;

@@ -4,6 +4,13 @@
 //! [`gzip`], [`zip`] and [`mail_with_attachment`] wrap it the ways reporters send it. Records
 //! can be listed one by one or generated from a seed (sources from the benchmarking range
 //! 198.18.0.0/15 and 2001:db8::/32), so that two runs produce the same bytes.
+//! [`dnsmasq`] runs a real DNS server on loopback with records made to order; [`unbound`] one
+//! that answers reverse queries fast, for the benchmark; [`mmdb`] writes geolocation databases
+//! (MMDB) made to order.
+
+pub mod dnsmasq;
+pub mod mmdb;
+pub mod unbound;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -6,6 +6,9 @@
 //! share (a fraction such as a failure rate) is a percentage in a terminal table and the
 //! fraction itself in CSV and JSON.
 
+pub mod digest;
+pub mod report;
+
 use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
 
@@ -17,6 +20,8 @@ pub enum Cell {
     Int(i128),
     /// A fraction of a whole (0.0537 is 5.37 %).
     Share(f64),
+    /// A measure shown as it is, such as a latitude.
+    Number(f64),
     Null,
 }
 
@@ -55,7 +60,7 @@ impl Cell {
         match self {
             Cell::Text(text) => text.clone(),
             Cell::Int(value) => value.to_string(),
-            Cell::Share(fraction) => fraction.to_string(),
+            Cell::Share(fraction) | Cell::Number(fraction) => fraction.to_string(),
             Cell::Null => String::new(),
         }
     }
@@ -74,7 +79,7 @@ impl Cell {
             // JSON numbers as 64-bit integers where they fit (what JSON readers take), else the
             // digits as a string.
             Cell::Int(value) => i64::try_from(*value).map_or_else(|_| Value::String(value.to_string()), Value::from),
-            Cell::Share(fraction) => Value::from(*fraction),
+            Cell::Share(fraction) | Cell::Number(fraction) => Value::from(*fraction),
             Cell::Null => Value::Null,
         }
     }
@@ -146,7 +151,7 @@ pub fn text_table(table: &Table) -> String {
         out.add_row(row.iter().map(|cell| {
             let formatted = comfy_table::Cell::new(cell.display_for_people());
             match cell {
-                Cell::Int(_) | Cell::Share(_) => formatted.set_alignment(CellAlignment::Right),
+                Cell::Int(_) | Cell::Share(_) | Cell::Number(_) => formatted.set_alignment(CellAlignment::Right),
                 _ => formatted,
             }
         }));
@@ -214,6 +219,16 @@ mod tests {
         assert_eq!(csv(&table), "key,share\na,0.0537\n");
         let value: Value = serde_json::from_str(&json(&table)).expect("valid JSON");
         assert_eq!(value[0]["share"], Value::from(0.0537));
+    }
+
+    #[test]
+    fn numbers_are_shown_as_they_are() {
+        let mut table = Table::new(["latitude", "longitude"]);
+        table.push(vec![Cell::Number(48.8582), Cell::Number(-2.5)]);
+        assert!(text_table(&table).lines().any(|line| line.trim_end().ends_with("-2.5")));
+        assert_eq!(csv(&table), "latitude,longitude\n48.8582,-2.5\n");
+        let value: Value = serde_json::from_str(&json(&table)).expect("valid JSON");
+        assert_eq!(value[0]["latitude"], Value::from(48.8582));
     }
 
     #[test]

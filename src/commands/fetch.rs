@@ -8,7 +8,9 @@
 //! folder of its outcome only then. A lost connection or a database outage is retried with
 //! back-off for up to [`PATIENCE`]; a refused login is not retried. At the end: the outcome
 //! counts per mailbox (stderr, or `--json` on stdout), and the exit code of `import`: 0 all handled, 1 some rejected, too large or not stored, 2 a mailbox
-//! could not be read to its end (login refused, server or database away).
+//! could not be read to its end (login refused, server or database away). Then the source
+//! addresses due for enrichment are enriched (`enrich.rs`), unless `--no-enrich` or
+//! `DMARCPIPE_NO_ENRICH=1`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +22,10 @@ use dmarcpipe_ingest::envelope::Envelope;
 use dmarcpipe_ingest::intake::imap::{Deliver, Delivered, MailboxSettings, NotStored, Poller, Tally};
 use dmarcpipe_store::Store;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::connect;
+use super::{connect, enrich};
 use crate::cli::FetchArgs;
 use crate::config::FileConfig;
 use crate::exit;
@@ -37,11 +39,18 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 pub struct MailboxDelivery {
     pub store: Store,
     pub limits: Limits,
+    /// Told when messages were stored (`serve`'s background enricher).
+    pub stored: Option<Arc<Notify>>,
 }
 
 impl Deliver for MailboxDelivery {
     async fn deliver(&self, envelopes: Vec<Envelope>) -> Vec<Result<Delivered, NotStored>> {
         let results = self.store.ingest_many(envelopes, &self.limits).await;
+        if let Some(stored) = &self.stored
+            && results.iter().any(Result::is_ok)
+        {
+            stored.notify_one();
+        }
         results
             .into_iter()
             .map(|result| match result {
@@ -96,8 +105,11 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArg
     for mailbox in &mut mailboxes {
         mailbox.budget = Some(budget.clone());
     }
+    // Opened first: a bad [enrich] setting stops the fetch before anything is stored.
+    let enrichment = if enrich::skipped(args.enrich) { None } else { Some(enrich::open(config, false)?) };
     let store = connect(config, database_url, (mailboxes.len() as u32 + 1).max(2)).await?.with_memory_budget(budget);
-    let delivery = Arc::new(MailboxDelivery { store, limits });
+    let pool = store.pool().clone();
+    let delivery = Arc::new(MailboxDelivery { store, limits, stored: None });
     let mut pollers = Vec::with_capacity(mailboxes.len());
     for settings in mailboxes {
         let name = settings.name.clone();
@@ -166,6 +178,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: FetchArg
         if let Some(error) = &mailbox.error {
             eprintln!("dmarcpipe: mailbox {}: {error}", mailbox.name);
         }
+    }
+    if let Some((enricher, settings)) = &enrichment {
+        enrich::after_storing(&pool, enricher, settings, args.quiet).await;
     }
     Ok(exit_code(&summary))
 }

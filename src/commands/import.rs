@@ -7,10 +7,13 @@
 //! code says whether everything was handled (0), some inputs were rejected (1), or the run
 //! failed (2). On stdin, a database that cannot be reached gives 75 (EX_TEMPFAIL) so the MTA
 //! retries.
+//!
+//! At the end, the source addresses due for enrichment (those just stored among them) are
+//! enriched (`enrich.rs`), unless `--no-enrich` or `DMARCPIPE_NO_ENRICH=1`; one message on
+//! stdin leaves them queued, so that the MTA waits for the store only.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 
-use super::{connect, connect_with};
+use super::{connect, connect_with, enrich};
 use crate::cli::ImportArgs;
 use crate::config::FileConfig;
 use crate::exit;
@@ -105,9 +108,11 @@ fn default_jobs() -> usize {
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportArgs) -> Result<u8> {
     let limits = config.limits(&args.limits);
-    if args.paths.len() == 1 && args.paths[0] == Path::new("-") {
+    if args.reads_stdin() {
         return import_stdin(config, database_url, &args, &limits).await;
     }
+    // Opened first: a bad [enrich] setting stops the import before anything is stored.
+    let enrichment = if enrich::skipped(args.enrich) { None } else { Some(enrich::open(config, false)?) };
     let jobs = args.jobs.or(config.import.jobs).unwrap_or_else(default_jobs).max(1);
     // Files stay where they are until the run ends: commit each input without waiting for the
     // disk, and make everything durable once at the end (before the summary and exit code).
@@ -180,7 +185,11 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
     let _ = walker.await;
     progress.finish();
 
+    // Every input handled committed something (its row at least); with none, there is nothing
+    // to flush and no statement to send.
+    let handled = lock(&summary).inputs > 0;
     if fatal.is_none()
+        && handled
         && let Err(err) = store.make_durable().await
     {
         eprintln!("dmarcpipe: cannot confirm that the imported inputs reached the disk: {err}; run the import again");
@@ -200,6 +209,9 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ImportAr
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {
         eprintln!("{}", summary.text());
+    }
+    if let (None, Some((enricher, settings))) = (&fatal, &enrichment) {
+        enrich::after_storing(store.pool(), enricher, settings, args.quiet).await;
     }
     if let Some(err) = fatal {
         eprintln!(
@@ -336,7 +348,7 @@ async fn import_stdin(
     };
     let started = Instant::now();
     let envelope = Envelope::new(Origin::Stdin, Payload::Bytes(bytes));
-    match store.ingest(envelope, limits).await {
+    match store.ingest_alone(envelope, limits).await {
         Ok(result) => {
             let mut summary = Summary::default();
             summary.add(&result);

@@ -1,10 +1,14 @@
 //! One module per command; shared helpers here.
 
+pub mod digest;
+pub mod enrich;
 pub mod fetch;
 pub mod forensic;
+pub mod geoip;
 pub mod import;
 pub mod keygen;
 pub mod parse;
+pub mod pdf;
 pub mod report;
 pub mod reprocess;
 pub mod serve;

@@ -1,12 +1,16 @@
 //! `dmarcpipe report --by KEY`: rollups of aggregate reports as a table, CSV or JSON, with
-//! the number of failure (forensic) reports per domain, source and day beside them, and
-//! failure reports by Auth-Failure type. `--tls`: rollups of SMTP TLS reports instead.
+//! the number of failure (forensic) reports per domain, source and day beside them, failure
+//! reports by Auth-Failure type, and messages by traffic class. `--tls`: rollups of SMTP TLS
+//! reports instead. `--format html|pdf`: the visual report (every view in one page; the PDF is
+//! its executive summary, printed by headless Chromium, see [`super::pdf`]).
 
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
 use clap::ValueEnum;
+use dmarcpipe_ingest::enrich::geo::{GeoDatabases, GeoPaths, default_geoip_dir};
+use dmarcpipe_render::report::page::{self, Version};
 use dmarcpipe_render::{Cell, Format, Table};
 use dmarcpipe_store::Store;
 use dmarcpipe_store::forensic::{self, CountKey};
@@ -14,28 +18,40 @@ use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey, RollupRow};
 use dmarcpipe_store::tlsrpt::{self, TlsKey};
 
 use super::connect;
-use crate::cli::{OutputFormat, ReportArgs, RollupBy};
+use crate::cli::{ReportArgs, ReportFormat, RollupBy};
 use crate::config::FileConfig;
 use crate::exit;
 
 pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportArgs) -> Result<u8> {
     let (since, until) = day_range(args.since.as_deref(), args.until.as_deref(), Utc::now().date_naive())?;
     let filter = RollupFilter { domain: args.domain.clone(), since, until };
+    let format = match args.format {
+        ReportFormat::Table => Format::Table,
+        ReportFormat::Csv => Format::Csv,
+        ReportFormat::Json => Format::Json,
+        ReportFormat::Html | ReportFormat::Pdf => return visual(config, database_url, &args, &filter).await,
+    };
+    let Some(by) = args.by else {
+        bail!(
+            "--by KEY is needed with --format table, csv or json (the visual report, --format html or pdf, needs none)"
+        );
+    };
     // A key that does not fit is refused before connecting.
-    let rollup = Rollup::of(args.tls, args.by)?;
+    let rollup = Rollup::of(args.tls, by)?;
     let store = connect(config, database_url, 2).await?;
+    if matches!(rollup, Rollup::Dmarc(..) | Rollup::Class) {
+        compact(&store).await;
+    }
     let mut table = match rollup {
         Rollup::Tls(key) => tls_table(&store, key, &filter).await?,
         Rollup::AuthFailure => auth_failure_table(&store, &filter).await?,
+        Rollup::Class => class_table(&store, &filter).await?,
         Rollup::Dmarc(key, forensic_key) => rollup_table(&store, key, forensic_key, &filter).await?,
     };
-    let format = match args.format {
-        OutputFormat::Table => Format::Table,
-        OutputFormat::Csv => Format::Csv,
-        OutputFormat::Json => Format::Json,
-    };
-    if format == Format::Table && matches!(rollup, Rollup::Dmarc(RollupKey::Source, _)) {
-        name_missing_sources(&mut table);
+    if format == Format::Table
+        && let Rollup::Dmarc(key, _) = rollup
+    {
+        name_missing_keys(&mut table, key);
     }
     let text = dmarcpipe_render::render(&table, format);
     match &args.output {
@@ -45,9 +61,104 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ReportAr
     Ok(exit::OK)
 }
 
+/// The visual report: the HTML page, or its executive summary as PDF (which needs `-o`).
+async fn visual(
+    config: &FileConfig,
+    database_url: Option<&str>,
+    args: &ReportArgs,
+    filter: &RollupFilter,
+) -> Result<u8> {
+    let pdf = args.format == ReportFormat::Pdf;
+    if args.tls {
+        bail!(
+            "--format {} is the visual DMARC report; TLS reports come as table, csv or json",
+            format_name(args.format)
+        );
+    }
+    if let Some(by) = args.by {
+        bail!(
+            "--by {} does not go with --format {}: the visual report shows every view",
+            key_name(by),
+            format_name(args.format)
+        );
+    }
+    let output = match (&args.output, pdf) {
+        (None, true) => bail!("--format pdf writes a file: add -o report.pdf"),
+        (output, _) => output.clone(),
+    };
+    // Refused before any work when Chromium is missing.
+    let chromium = if pdf { Some(super::pdf::Chromium::find()?) } else { None };
+    let store = connect(config, database_url, 2).await?;
+    compact(&store).await;
+    let html = visual_html(&store, filter, if pdf { Version::Executive } else { Version::Full }).await?;
+    match (chromium, &output) {
+        (Some(chromium), Some(path)) => chromium.print_to_pdf(&html, path)?,
+        (_, Some(path)) => std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?,
+        (_, None) => std::io::stdout().lock().write_all(html.as_bytes())?,
+    }
+    Ok(exit::OK)
+}
+
+/// The visual report's page for the filter, with the attribution the geolocation data asks for.
+pub(crate) async fn visual_html(store: &Store, filter: &RollupFilter, version: Version) -> Result<String> {
+    let mut data = dmarcpipe_store::report::gather(store.pool(), filter)
+        .await
+        .context("cannot query the rollups for the report")?;
+    if !data.countries.is_empty() {
+        data.attributions.extend(geo_attributions());
+    }
+    page::render(&data, version).context("cannot render the report (a template bug)")
+}
+
+/// The credits of the geolocation databases in the default directory (`dmarcpipe geoip
+/// fetch`), from their source records; none when there is none.
+fn geo_attributions() -> Vec<String> {
+    let Some(dir) = default_geoip_dir() else { return Vec::new() };
+    let paths = GeoPaths::in_dir(&dir);
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    match GeoDatabases::open(&paths) {
+        Ok(databases) => databases.attributions(),
+        Err(err) => {
+            tracing::warn!(error = %err, "Geolocation database not readable; the report shows no attribution for it.");
+            Vec::new()
+        }
+    }
+}
+
+fn format_name(format: ReportFormat) -> String {
+    format.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+}
+
+/// Messages and sources per traffic class, with each class's share of the messages.
+async fn class_table(store: &Store, filter: &RollupFilter) -> Result<Table> {
+    let rows =
+        dmarcpipe_store::report::classes(store.pool(), filter).await.context("cannot query the traffic classes")?;
+    let total: i128 = rows.iter().map(|row| row.messages.0).sum();
+    let mut table =
+        Table::titled([("class", "class"), ("messages", "messages"), ("share", "share"), ("sources", "sources")]);
+    for row in rows {
+        let share = if total > 0 { Cell::Share(row.messages.0 as f64 / total as f64) } else { Cell::Null };
+        table.push(vec![Cell::from(row.class), row.messages.0.into(), share, row.sources.into()]);
+    }
+    Ok(table)
+}
+
+/// Merges the rollup rows appended since the last compaction when enough wait, so that the
+/// query adds up one row per key rather than one per report. The rollups are exact either way:
+/// a compaction that cannot run (another one is running, or the role may not write) is skipped.
+async fn compact(store: &Store) {
+    match dmarcpipe_store::compact::compact_if_due(store.pool()).await {
+        Ok(Some(done)) => tracing::info!(rows = done.rows, held_back = done.held_back, "Rollups compacted."),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "Rollups not compacted; the report adds up every row."),
+    }
+}
+
 /// The aggregate rollup by `key`, with a `forensic` column of failure reports when they can
 /// be counted by the same key (keys with failure reports only get a row of their own).
-async fn rollup_table(
+pub(crate) async fn rollup_table(
     store: &Store,
     key: RollupKey,
     forensic_key: Option<CountKey>,
@@ -68,8 +179,9 @@ async fn rollup_table(
             rows.sort_by(|a, b| a.key.cmp(&b.key));
         }
     }
-    let mut columns = vec![
-        (key.name(), key.name()),
+    let key_columns = key_columns(key);
+    let mut columns: Vec<(&str, &str)> = key_columns.iter().map(|&(name, title, _)| (name, title)).collect();
+    columns.extend([
         ("messages", "messages"),
         ("dmarc_pass", "pass"),
         ("dmarc_fail", "fail"),
@@ -79,15 +191,25 @@ async fn rollup_table(
         ("dkim_aligned", "dkim ok"),
         ("spf_aligned", "spf ok"),
         ("records", "records"),
-    ];
+    ]);
+    // By source, each row is one.
+    let count_sources = key.counts_sources();
+    if count_sources {
+        columns.push(("sources", "sources"));
+    }
     if forensic_key.is_some() {
         columns.push(("forensic", "forensic"));
     }
     let mut table = Table::titled(columns);
     for row in rows {
         let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
-        let mut cells = vec![
-            Cell::from(row.key),
+        let values = std::iter::once(row.key.clone()).chain(row.details.iter().cloned());
+        let mut cells: Vec<Cell> = key_columns
+            .iter()
+            .zip(values.chain(std::iter::repeat(None)))
+            .map(|(&(.., kind), value)| kind.cell(value))
+            .collect();
+        cells.extend([
             row.messages.0.into(),
             row.dmarc_pass.0.into(),
             row.dmarc_fail.0.into(),
@@ -97,11 +219,58 @@ async fn rollup_table(
             row.dkim_aligned.0.into(),
             row.spf_aligned.0.into(),
             row.records.0.into(),
-        ];
+        ]);
+        if count_sources {
+            cells.push(row.sources.unwrap_or(0).into());
+        }
         cells.extend(forensic);
         table.push(cells);
     }
     Ok(table)
+}
+
+/// How the values of a key or detail column are shown.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+    Number,
+}
+
+impl Kind {
+    /// A cell of the value as the query gives it (as text): numbers as numbers.
+    fn cell(self, value: Option<String>) -> Cell {
+        match (self, value) {
+            (_, None) => Cell::Null,
+            (Kind::Text, Some(text)) => Cell::Text(text),
+            (Kind::Int, Some(text)) => text.parse::<i128>().map_or(Cell::Text(text), Cell::Int),
+            (Kind::Number, Some(text)) => text.parse::<f64>().map_or(Cell::Text(text), Cell::Number),
+        }
+    }
+}
+
+/// The columns of a rollup's key and of its details: (name, title, kind).
+fn key_columns(key: RollupKey) -> Vec<(&'static str, &'static str, Kind)> {
+    use Kind::{Int, Number, Text};
+    match key {
+        RollupKey::Source => vec![
+            ("source", "source", Text),
+            ("host", "host", Text),
+            ("sender", "sender", Text),
+            ("country", "country", Text),
+            ("asn", "asn", Int),
+        ],
+        RollupKey::Sender => vec![("sender", "sender", Text), ("kind", "kind", Text)],
+        RollupKey::Country => vec![("country", "country", Text), ("country_name", "name", Text)],
+        RollupKey::Asn => vec![("asn", "asn", Int), ("as_org", "organisation", Text)],
+        RollupKey::Location => vec![
+            ("latitude", "latitude", Number),
+            ("longitude", "longitude", Number),
+            ("country", "country", Text),
+            ("city", "city", Text),
+        ],
+        other => vec![(other.name(), other.name(), Text)],
+    }
 }
 
 /// `--by` as typed on the command line.
@@ -115,6 +284,8 @@ enum Rollup {
     Tls(TlsKey),
     /// Failure reports by Auth-Failure type.
     AuthFailure,
+    /// Aggregate reports by traffic class.
+    Class,
     /// Aggregate reports by this key, with failure report counts by the second when they fit.
     Dmarc(RollupKey, Option<CountKey>),
 }
@@ -127,13 +298,25 @@ impl Rollup {
             (true, RollupBy::MxHost) => Rollup::Tls(TlsKey::MxHost),
             (true, RollupBy::Org) => Rollup::Tls(TlsKey::Org),
             (true, RollupBy::Day) => Rollup::Tls(TlsKey::Day),
-            (true, RollupBy::Result | RollupBy::Source | RollupBy::AuthFailure) => {
+            (
+                true,
+                RollupBy::Result
+                | RollupBy::Source
+                | RollupBy::AuthFailure
+                | RollupBy::Class
+                | RollupBy::Host
+                | RollupBy::Sender
+                | RollupBy::Country
+                | RollupBy::Asn
+                | RollupBy::Location,
+            ) => {
                 bail!("--tls groups by policy-domain, result-type, mx-host, org or day, not {}", key_name(by))
             }
             (false, RollupBy::ResultType | RollupBy::MxHost) => {
                 bail!("--by {} is a key of TLS reports: add --tls", key_name(by))
             }
             (false, RollupBy::AuthFailure) => Rollup::AuthFailure,
+            (false, RollupBy::Class) => Rollup::Class,
             (false, RollupBy::Result) => Rollup::Dmarc(RollupKey::Result, None),
             (false, RollupBy::Org) => Rollup::Dmarc(RollupKey::Org, None),
             (false, RollupBy::Source) => Rollup::Dmarc(RollupKey::Source, Some(CountKey::Source)),
@@ -141,6 +324,11 @@ impl Rollup {
                 Rollup::Dmarc(RollupKey::Domain, Some(CountKey::Domain))
             }
             (false, RollupBy::Day) => Rollup::Dmarc(RollupKey::Day, Some(CountKey::Day)),
+            (false, RollupBy::Host) => Rollup::Dmarc(RollupKey::Host, None),
+            (false, RollupBy::Sender) => Rollup::Dmarc(RollupKey::Sender, None),
+            (false, RollupBy::Country) => Rollup::Dmarc(RollupKey::Country, None),
+            (false, RollupBy::Asn) => Rollup::Dmarc(RollupKey::Asn, None),
+            (false, RollupBy::Location) => Rollup::Dmarc(RollupKey::Location, None),
         })
     }
 }
@@ -173,12 +361,18 @@ async fn tls_table(store: &Store, key: TlsKey, filter: &RollupFilter) -> Result<
     Ok(table)
 }
 
-/// In a terminal table, records without a source address are said so rather than left blank
-/// (CSV leaves the cell empty and JSON gives `null`).
-fn name_missing_sources(table: &mut Table) {
+/// In a terminal table, records without a source address, and sources whose ASN or location
+/// is not known, are said so rather than left blank (CSV leaves the cell empty and JSON gives
+/// `null`).
+fn name_missing_keys(table: &mut Table, key: RollupKey) {
+    let missing = match key {
+        RollupKey::Source => "(no address)",
+        RollupKey::Asn | RollupKey::Location => "unknown",
+        _ => return,
+    };
     for row in &mut table.rows {
         if let Some(cell @ Cell::Null) = row.first_mut() {
-            *cell = Cell::from("(no address)");
+            *cell = Cell::from(missing);
         }
     }
 }

@@ -9,8 +9,13 @@
 //! poller (see `fetch.rs` and `dmarcpipe_ingest::intake::imap`) that IDLEs or polls and moves
 //! each message after its commit. SIGTERM or Ctrl-C stops accepting, lets messages in progress
 //! finish within the grace period (pollers store and move the batch in hand, then log out), and
-//! exits 0.
+//! exits 0. Every few minutes, the rollup rows appended meanwhile are compacted
+//! (`dmarcpipe_store::compact`), so that reports stay fast however long serve runs. A task of
+//! its own enriches the new source addresses (`enrich.rs`), woken when a message was stored
+//! and every 30 seconds otherwise, never on the path of a message (`DMARCPIPE_NO_ENRICH=1`
+//! leaves them queued).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -20,11 +25,11 @@ use dmarcpipe_ingest::envelope::{Envelope, Payload};
 use dmarcpipe_ingest::intake::smtp::{Deliver, Delivery, Protocol, Recipients, Server, SmtpSettings, load_tls};
 use dmarcpipe_store::{InputResult, Outcome, Store, StoreError};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::connect;
 use super::fetch::{MailboxDelivery, watch_mailboxes};
+use super::{connect, enrich};
 use crate::cli::ServeArgs;
 use crate::config::FileConfig;
 use crate::exit;
@@ -35,6 +40,9 @@ const DEFAULT_CONNECTIONS: u32 = 16;
 /// How long a message waits for the store before its sender is told `451`, unless configured:
 /// well below the 10 minutes a sender waits for the reply to its data (RFC 5321 §4.5.3.2.6).
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the appended rollup rows are compacted (when enough wait).
+const COMPACT_EVERY: Duration = Duration::from_secs(300);
 
 /// How long pollers may take to finish after SIGTERM when there is no `[smtp]` to say.
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -62,6 +70,8 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
     };
     let section = &config.smtp;
     let connections = section.database_connections.unwrap_or(DEFAULT_CONNECTIONS).max(2) + mailboxes.len() as u32;
+    // Opened first: a bad [enrich] setting stops serve before it listens.
+    let enrichment = if enrich::skipped_by_environment() { None } else { Some(enrich::open(config, false)?) };
     let store = connect(config, database_url, connections).await?.with_memory_budget(budget);
 
     let mut listeners = Vec::new();
@@ -74,8 +84,14 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
         listeners.push((listener, *protocol));
     }
     let (stop, shutdown) = watch::channel(false);
-    let mailbox_delivery = MailboxDelivery { store: store.clone(), limits: limits.clone() };
+    let stored = enrichment.as_ref().map(|_| Arc::new(Notify::new()));
+    let mailbox_delivery = MailboxDelivery { store: store.clone(), limits: limits.clone(), stored: stored.clone() };
     let mut pollers = watch_mailboxes(mailboxes, mailbox_delivery, &shutdown)?;
+    tokio::spawn(compact_periodically(store.clone(), shutdown.clone()));
+    if let (Some((enricher, settings)), Some(stored)) = (enrichment, &stored) {
+        let pool = store.pool().clone();
+        tokio::spawn(enrich::in_background(pool, Arc::new(enricher), settings, stored.clone(), shutdown.clone()));
+    }
     match &settings {
         Some(settings) => tracing::info!(
             hostname = %settings.hostname,
@@ -102,7 +118,7 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
     let cut_off = match settings {
         Some(settings) => {
             let patience = section.store_timeout_seconds.map_or(DEFAULT_STORE_TIMEOUT, Duration::from_secs);
-            let delivery = StoreDelivery { store: store.clone(), limits, patience };
+            let delivery = StoreDelivery { store: store.clone(), limits, patience, stored };
             Server::new(settings, delivery).run(listeners, shutdown.clone()).await
         }
         None => {
@@ -121,6 +137,23 @@ pub async fn run(config: &FileConfig, database_url: Option<&str>, args: ServeArg
     }
     tracing::info!("dmarcpipe serve stopped");
     Ok(exit::OK)
+}
+
+/// Compacts the rollups every [`COMPACT_EVERY`] until serve stops. A compaction that fails
+/// is logged and tried again next time: the rollups are exact either way.
+async fn compact_periodically(store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(COMPACT_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        match dmarcpipe_store::compact::compact_if_due(store.pool()).await {
+            Ok(Some(done)) => tracing::info!(rows = done.rows, held_back = done.held_back, "Rollups compacted."),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "Rollups not compacted; trying again later."),
+        }
+    }
 }
 
 /// Whether any SMTP or LMTP address is configured (flags or `[smtp]`).
@@ -200,6 +233,8 @@ struct StoreDelivery {
     limits: Limits,
     /// The longest a message waits for the store before its sender is told to retry.
     patience: Duration,
+    /// Told when a message was stored (the background enricher), if there is one.
+    stored: Option<Arc<Notify>>,
 }
 
 impl Deliver for StoreDelivery {
@@ -215,6 +250,11 @@ impl Deliver for StoreDelivery {
             let stored = stored.unwrap_or(Err(StoreError::Timeout(self.patience)));
             match stored {
                 Ok(result) => {
+                    if let Some(stored) = &self.stored
+                        && result.records > 0
+                    {
+                        stored.notify_one();
+                    }
                     tracing::Span::current().record("input", result.input);
                     tracing::info!(
                         outcome = result.outcome.as_str(),

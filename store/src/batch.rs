@@ -1,12 +1,13 @@
 //! Inputs read whole go to the database together: one transaction for many inputs.
 //!
-//! `import` hands over its small files in groups ([`write_together`]); sources that store one
-//! input at a time (`serve`, the IMAP pollers, `import -`) go through a [`Batcher`], whose
-//! writers take whatever inputs are waiting when they are free. Under load many messages share
-//! a transaction, and with it the round trips and the flush to disk that each would otherwise
-//! pay alone; when the load is light an input is written at once, as before. Every input still
-//! gets its own outcome, and a batch that the database refuses for a reason of the data is
-//! written again one input at a time, so that the error belongs to its own input.
+//! `import` hands over its small files in groups ([`write_together`]), and `import -` its one
+//! message alone; sources that store one input at a time (`serve`, the IMAP pollers) go
+//! through a [`Batcher`], whose writers take whatever inputs are waiting when they are free.
+//! Under load many messages share a transaction, and with it the round trips and the flush to
+//! disk that each would otherwise pay alone; when the load is light an input is written at
+//! once, as before. Every input still gets its own outcome, and a batch that the database
+//! refuses for a reason of the data is written again one input at a time, so that the error
+//! belongs to its own input.
 
 use std::collections::HashSet;
 use std::sync::Arc;

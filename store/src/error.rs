@@ -33,6 +33,11 @@ pub enum StoreError {
     #[error("the database did not answer within {} seconds", .0.as_secs())]
     Timeout(std::time::Duration),
 
+    /// The database's schema is not the one this build knows (newer, changed or broken):
+    /// no command works on it until that is resolved.
+    #[error("the database schema does not match this dmarcpipe: {0}")]
+    Schema(String),
+
     /// The error of a batch, given to each of its inputs.
     #[error("{message}")]
     Shared { message: String, transient: bool },

@@ -170,7 +170,7 @@ impl CountKey {
 }
 
 /// The filter part of the queries below: domain, days `[$2, $3)` of arrival (UTC).
-const COUNT_FILTER: &str = "($1::text IS NULL OR reported_domains @> ARRAY[lower($1)]) \
+pub(crate) const COUNT_FILTER: &str = "($1::text IS NULL OR reported_domains @> ARRAY[lower($1)]) \
     AND ($2::date IS NULL OR coalesce(arrival_date, received_at) >= $2::date::timestamp AT TIME ZONE 'UTC') \
     AND ($3::date IS NULL OR coalesce(arrival_date, received_at) < $3::date::timestamp AT TIME ZONE 'UTC')";
 

@@ -11,23 +11,34 @@
 //! - `inputs`, `aggregate`, [`forensic`]: rows from provenance and from the parsed reports;
 //!   [`forensic`] also has the queries of `dmarcpipe forensic`.
 //! - [`seal`]: age encryption of everything that holds mail content.
-//! - [`rollup`]: the rollup sums and their queries.
+//! - [`rollup`]: the rollup sums and their queries; [`compact`]: merging the appended rollup
+//!   rows into one per key.
 //! - [`tlsrpt`]: SMTP TLS report rows and the queries of `dmarcpipe report --tls`.
+//! - [`enrich`]: the enrichment queue of the source addresses (`source_ips`): claiming due
+//!   addresses, recording what was found, backfill and refresh.
 //!
-//! The schema lives in `../migrations`, embedded here and applied by [`Store::connect`].
+//! The schema lives in `../migrations`, embedded here, checked by [`Store::connect`] in one
+//! round trip and applied when the database lacks some of it (`schema`). `connection` makes the
+//! connect options (plain text to a server on this machine unless TLS is asked for).
 
 mod aggregate;
 mod batch;
+pub mod compact;
+mod connection;
 mod copy;
+pub mod digest;
+pub mod enrich;
 mod error;
 pub mod forensic;
 mod inputs;
 mod ledger;
 mod memory;
 mod outcome;
+pub mod report;
 pub mod rollup;
 mod route;
 mod rows;
+mod schema;
 pub mod seal;
 mod stream;
 pub mod tlsrpt;
@@ -42,7 +53,7 @@ use dmarcpipe_ingest::Limits;
 use dmarcpipe_ingest::budget::MemoryBudget;
 use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 pub use error::StoreError;
 pub use outcome::{InputResult, Outcome};
@@ -57,6 +68,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long an input waits for a pooled connection before its source is told to retry.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pooled connection idle for longer than this is pinged before use ([`Durability::EachInput`]).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// When commits are flushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,32 +128,65 @@ impl WeakStore {
 }
 
 impl Store {
-    /// Connects and applies pending migrations. `connections` should exceed the number of
-    /// inputs processed at once by one or two (partition creation uses its own connection).
+    /// Connects, checks the schema and applies pending migrations. `connections` should exceed
+    /// the number of inputs processed at once by one or two (partition creation uses its own
+    /// connection).
     pub async fn connect(url: &str, connections: u32) -> Result<Store, StoreError> {
         Store::connect_with(url, connections, Durability::EachInput).await
     }
 
-    /// [`Store::connect`] with a choice of when commits reach the disk.
+    /// [`Store::connect`] with a choice of when commits reach the disk. Connections are opened
+    /// when first needed (none is kept open beyond those in use); the schema check takes the
+    /// first and gives it back to the pool for the first input.
     pub async fn connect_with(url: &str, connections: u32, durability: Durability) -> Result<Store, StoreError> {
-        let mut options: PgConnectOptions = url.parse()?;
+        let mut options = connection::options(url)?;
         if durability == Durability::EndOfBatch {
             options = options.options([("synchronous_commit", "off")]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2))
+            .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // Sources that acknowledge each input (SMTP, IMAP, a pipe) run for long and see the
-            // database restart: a ping before use finds a connection that broke meanwhile, so
-            // that it is not the next message that fails. Batch imports are short-lived; for
-            // them the ping would cost a round trip per input, and a broken connection fails
-            // only inputs that the next run stores.
-            .test_before_acquire(durability == Durability::EachInput)
-            .connect_with(options)
-            .await?;
+            // Sources that acknowledge each input (SMTP, IMAP) run for long and see the database
+            // restart: a ping before use finds a connection that broke while it sat idle, so that
+            // it is not the next message that fails. Only a connection idle for longer than
+            // `PING_AFTER_IDLE` is pinged: one given back a moment ago (the schema check's, taken
+            // again by the one input of `import -`; a busy server's) was answering then, and the
+            // ping would cost a round trip per input. Batch imports are short-lived and never
+            // ping: a broken connection fails only inputs that the next run stores.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if durability == Durability::EachInput && meta.idle_for > PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_lazy_with(options);
         let store = Store::from_pool(pool);
-        store.migrate().await?;
+        store.check_schema().await?;
         Ok(store)
+    }
+
+    /// Checks the schema in one round trip (see `schema`), learning the record partitions
+    /// that exist, and runs the migrator only when some migration is not applied yet.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let found = {
+            let mut conn = self.pool().acquire().await?;
+            timely(self.patience, schema::check(&mut conn)).await?
+        };
+        if let Ok(mut known) = self.inner.partitions.lock() {
+            known.extend(found.partition_months);
+        }
+        let verdict = match &found.applied {
+            Some(applied) => schema::judge(&MIGRATOR, applied)?,
+            None => schema::Verdict::Pending,
+        };
+        if verdict == schema::Verdict::Pending {
+            self.migrate().await?;
+        }
+        Ok(())
     }
 
     /// Waits until every commit made so far is on disk. With [`Durability::EndOfBatch`], call it
@@ -251,6 +298,17 @@ impl Store {
                 self.write_streamed(target, envelope, limits).await
             }
         }
+    }
+
+    /// Stores one input as [`Store::ingest`] does, but on the calling task rather than through
+    /// the writers that batch inputs arriving together: for a process that stores one input
+    /// and exits (`import -`, run by an MTA for each message), which has nothing to batch it
+    /// with and would only pay the hand-over to a writer task.
+    pub async fn ingest_alone(&self, envelope: Envelope, limits: &Limits) -> Result<InputResult, StoreError> {
+        self.ingest_many(vec![envelope], limits)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Task("input not handled".into())))
     }
 
     /// Stores several inputs, each as [`Store::ingest`] would, with one result per input in

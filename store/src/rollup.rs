@@ -4,15 +4,21 @@
 //! Every report's records are summed as they are written ([`RollupSums`]) and the sums are
 //! appended to `aggregate_rollup_daily` and `aggregate_rollup_sources` in the report's own
 //! transaction, so the rollups are never behind the records. The tables are append-only:
-//! queries add up the rows of a key, which stay few (one per day, domain, reporter or source
-//! and result per report) however many records accumulate.
+//! queries add up the rows of a key (one per day, domain, reporter or source and result per
+//! report), which [`crate::compact`] merges into one per day and key, and per source over
+//! all days.
+//!
+//! The keys of what is known of the sources (host, sender, country, ASN, location, and the
+//! details of each source) join the sums per source with `source_ips` when the query runs, so
+//! that enrichment done later shows in every report, and nothing about sources is copied into
+//! the rollups.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use chrono::NaiveDate;
-use dmarcpipe_ingest::model::{Disposition, Record, ReportHeader, Verdict, WireEnum};
+use dmarcpipe_ingest::model::{Disposition, DkimResult, Record, ReportHeader, Verdict, WireEnum};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow, PgPool};
 
@@ -25,7 +31,8 @@ pub enum RollupKey {
     /// DMARC result: pass, fail, or `unknown` (no DMARC evaluation: neither aligned result
     /// was reported).
     Result,
-    /// Source IP address.
+    /// Source IP address, with what is known of it (details: PTR name, sender, country code,
+    /// ASN).
     Source,
     /// Reporting organization.
     Org,
@@ -33,6 +40,17 @@ pub enum RollupKey {
     Domain,
     /// UTC day the report period begins.
     Day,
+    /// The registrable (base) domain of the source's PTR name, which groups a provider's many
+    /// servers (`mail-sor-f41.google.com` and `mail-yw1-f170.google.com` are `google.com`).
+    Host,
+    /// The known sending service (details: its kind).
+    Sender,
+    /// ISO 3166-1 alpha-2 country code (details: the country's name).
+    Country,
+    /// Autonomous system number (details: the AS organisation).
+    Asn,
+    /// Latitude of a latitude/longitude point (details: longitude, country code, city).
+    Location,
 }
 
 impl RollupKey {
@@ -43,48 +61,83 @@ impl RollupKey {
             RollupKey::Org => "org",
             RollupKey::Domain => "domain",
             RollupKey::Day => "day",
+            RollupKey::Host => "host",
+            RollupKey::Sender => "sender",
+            RollupKey::Country => "country",
+            RollupKey::Asn => "asn",
+            RollupKey::Location => "location",
         }
     }
 
-    fn expression(self) -> &'static str {
+    /// Whether the rollup counts the distinct sources of each key (`sources`): by the keys of
+    /// what is known of the sources, other than the address itself.
+    pub fn counts_sources(self) -> bool {
+        self != RollupKey::Source && self.source_expressions().is_some()
+    }
+
+    /// The expression of a key of the daily rollup (`dmarc_daily`).
+    fn daily_expression(self) -> Option<&'static str> {
         match self {
             // Records without a DMARC evaluation (neither aligned result reported).
-            RollupKey::Result => "coalesce(dmarc_result, 'unknown')",
-            // NULL for records whose source address was missing or unreadable.
-            RollupKey::Source => "host(source_ip)",
-            RollupKey::Org => "org_name",
-            RollupKey::Domain => "policy_domain",
-            RollupKey::Day => "to_char(day, 'YYYY-MM-DD')",
+            RollupKey::Result => Some("coalesce(dmarc_result, 'unknown')"),
+            RollupKey::Org => Some("org_name"),
+            RollupKey::Domain => Some("policy_domain"),
+            RollupKey::Day => Some("to_char(day, 'YYYY-MM-DD')"),
+            _ => None,
         }
     }
 
-    /// Sources have their own rollup (with the breakdown as columns); the other keys share
-    /// the daily one (with the breakdown in the key).
-    fn sums(self) -> &'static str {
-        match self {
+    /// For keys of the sources: the key over `s` (sums per source) and `i` (`source_ips`,
+    /// joined at query time), another expression the rows are grouped by (or nothing), and the details (a
+    /// text array). Sources not yet enriched, or of which nothing was found, group as
+    /// `unknown` (text keys) or NULL (ASN, location).
+    fn source_expressions(self) -> Option<(&'static str, &'static str, &'static str)> {
+        Some(match self {
+            // NULL for records whose source address was missing or unreadable.
+            // Not grouped: the sums come one row per source (see [`query`]).
             RollupKey::Source => {
-                "sum(messages)::text AS messages, sum(dmarc_pass)::text AS dmarc_pass, \
-                 sum(dmarc_fail)::text AS dmarc_fail, sum(disposition_none)::text AS disposition_none, \
-                 sum(disposition_quarantine)::text AS disposition_quarantine, \
-                 sum(disposition_reject)::text AS disposition_reject, sum(dkim_aligned)::text AS dkim_aligned, \
-                 sum(spf_aligned)::text AS spf_aligned, sum(records)::text AS records \
-                 FROM dmarc_daily_sources"
+                ("host(s.source_ip)", "", "ARRAY[i.ptr_name, i.sender_name, i.country_code, i.asn::text]")
             }
-            _ => {
-                "sum(messages)::text AS messages, \
-                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'pass'), 0)::text AS dmarc_pass, \
-                 coalesce(sum(messages) FILTER (WHERE dmarc_result = 'fail'), 0)::text AS dmarc_fail, \
-                 coalesce(sum(messages) FILTER (WHERE disposition IN ('none', 'pass')), 0)::text AS disposition_none, \
-                 coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::text AS disposition_quarantine, \
-                 coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::text AS disposition_reject, \
-                 coalesce(sum(messages) FILTER (WHERE dkim_aligned = 'pass'), 0)::text AS dkim_aligned, \
-                 coalesce(sum(messages) FILTER (WHERE spf_aligned = 'pass'), 0)::text AS spf_aligned, \
-                 sum(records)::text AS records \
-                 FROM dmarc_daily"
-            }
-        }
+            RollupKey::Host => ("coalesce(i.ptr_base_domain, 'unknown')", "", "ARRAY[]::text[]"),
+            RollupKey::Sender => ("coalesce(i.sender_name, 'unknown')", "", "ARRAY[min(i.sender_kind)]"),
+            RollupKey::Country => ("coalesce(i.country_code, 'unknown')", "", "ARRAY[min(i.country_name)]"),
+            RollupKey::Asn => ("i.asn::text", "", "ARRAY[min(i.as_org)]"),
+            // A point only where both coordinates are known; the rest is one unknown group.
+            RollupKey::Location => (
+                "CASE WHEN i.longitude IS NOT NULL THEN i.latitude::text END",
+                "CASE WHEN i.latitude IS NOT NULL THEN i.longitude END",
+                "ARRAY[(CASE WHEN i.latitude IS NOT NULL THEN i.longitude END)::text, \
+                       min(i.country_code) FILTER (WHERE i.latitude IS NOT NULL AND i.longitude IS NOT NULL), \
+                       min(i.city) FILTER (WHERE i.latitude IS NOT NULL AND i.longitude IS NOT NULL)]",
+            ),
+            _ => return None,
+        })
     }
 }
+
+/// The sums of the daily rollup (the breakdown is in its key).
+const DAILY_SUMS: &str = "sum(messages)::text AS messages, \
+     coalesce(sum(messages) FILTER (WHERE dmarc_result = 'pass'), 0)::text AS dmarc_pass, \
+     coalesce(sum(messages) FILTER (WHERE dmarc_result = 'fail'), 0)::text AS dmarc_fail, \
+     coalesce(sum(messages) FILTER (WHERE disposition IN ('none', 'pass')), 0)::text AS disposition_none, \
+     coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::text AS disposition_quarantine, \
+     coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::text AS disposition_reject, \
+     coalesce(sum(messages) FILTER (WHERE dkim_aligned = 'pass'), 0)::text AS dkim_aligned, \
+     coalesce(sum(messages) FILTER (WHERE spf_aligned = 'pass'), 0)::text AS spf_aligned, \
+     sum(records)::text AS records";
+
+/// The columns of the source rollups, which hold the breakdown as columns.
+const SOURCE_COLUMNS: [&str; 9] = [
+    "messages",
+    "dmarc_pass",
+    "dmarc_fail",
+    "disposition_none",
+    "disposition_quarantine",
+    "disposition_reject",
+    "dkim_aligned",
+    "spf_aligned",
+    "records",
+];
 
 /// Filters of a rollup query. Days are UTC; `until` is exclusive.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +168,8 @@ impl RollupFilter {
 /// One row of a rollup: message counts for one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
 pub struct RollupRow {
-    /// `None` only by source: records without a source address.
+    /// `None` by source: records without a source address; by ASN and location: sources of
+    /// which that is not known.
     pub key: Option<String>,
     pub messages: Count,
     pub dmarc_pass: Count,
@@ -126,6 +180,13 @@ pub struct RollupRow {
     pub dkim_aligned: Count,
     pub spf_aligned: Count,
     pub records: Count,
+    /// What is known of the key's sources, by the keys of the sources (see
+    /// [`RollupKey::Source`] and the others); empty otherwise.
+    #[sqlx(default)]
+    pub details: Vec<Option<String>>,
+    /// Distinct source addresses of the key, by the keys of the sources.
+    #[sqlx(default)]
+    pub sources: Option<i64>,
 }
 
 /// A sum of counts, exact however many reports it adds up: PostgreSQL sums `bigint` into
@@ -165,6 +226,21 @@ struct SourceSums {
     dkim_aligned: i64,
     spf_aligned: i64,
     records: i64,
+    /// Not passing DMARC, with a forwarding override reason (see [`is_forwarding_override`]).
+    forwarded_reason: i64,
+    /// Not passing DMARC, without such a reason, with a DKIM signature that passes.
+    dkim_unaligned: i64,
+}
+
+/// Whether a record's override reasons say it was forwarded: `forwarded`, `mailing_list`,
+/// `trusted_forwarder`, or `local_policy` with a comment saying `arc=pass` (Google's ARC
+/// overrides). The same rule as the SQL function `dmarcpipe_forwarding_override`.
+pub fn is_forwarding_override(record: &Record) -> bool {
+    record.reasons.iter().any(|reason| match reason.kind.as_str() {
+        "forwarded" | "mailing_list" | "trusted_forwarder" => true,
+        "local_policy" => reason.comment.as_deref().is_some_and(|comment| comment.to_lowercase().contains("arc=pass")),
+        _ => false,
+    })
 }
 
 /// A fast hasher (FxHash's mixing step, a splitmix64 finish): the std hasher resists flooding,
@@ -244,10 +320,18 @@ impl RollupSums {
         let source = self.sources.entry(record.source_ip).or_default();
         source.messages += count;
         source.records += 1;
-        match record.dmarc_result() {
+        let result = record.dmarc_result();
+        match result {
             Some(Verdict::Pass) => source.dmarc_pass += count,
             Some(Verdict::Fail) => source.dmarc_fail += count,
             None => {}
+        }
+        if result != Some(Verdict::Pass) {
+            if is_forwarding_override(record) {
+                source.forwarded_reason += count;
+            } else if record.dkim.iter().any(|dkim| dkim.result == Some(DkimResult::Pass)) {
+                source.dkim_unaligned += count;
+            }
         }
         match record.disposition {
             Some(Disposition::None | Disposition::Pass) => source.disposition_none += count,
@@ -304,25 +388,120 @@ impl RollupSums {
                 dkim_aligned: sums.dkim_aligned,
                 spf_aligned: sums.spf_aligned,
                 records: sums.records,
+                forwarded_reason: sums.forwarded_reason,
+                dkim_unaligned: sums.dkim_unaligned,
             })
             .collect()
     }
 }
 
-/// Message totals per key, most messages first.
+/// One row per source address (and one for records without an address), or per policy domain
+/// and source with `per_domain`, with the sums of `columns` (numeric) for the filter: the keys
+/// and the sums. The rollups by the keys of the sources and the visual report read their sums
+/// per source here.
+///
+/// With days, the rows per day and source added up. Without, the level holding a row per key
+/// (the totals over every domain, or those per domain) with the rows appended since the last
+/// compaction: see [`with_appended`].
+pub(crate) fn per_source(filter: &RollupFilter, per_domain: bool, columns: &[&str]) -> String {
+    const DOMAIN: &str = "($1::text IS NULL OR policy_domain = lower($1))";
+    let keys: &[&str] = if per_domain { &["policy_domain", "source_ip"] } else { &["source_ip"] };
+    if filter.since.is_some() || filter.until.is_some() {
+        let keys = keys.join(", ");
+        let sums = columns.iter().map(|column| format!("sum({column}) AS {column}")).collect::<Vec<_>>().join(", ");
+        return format!(
+            "SELECT {keys}, {sums} FROM aggregate_rollup_sources \
+             WHERE {DOMAIN} AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day < $3) \
+             GROUP BY {keys}"
+        );
+    }
+    if per_domain || filter.domain.is_some() {
+        with_appended(&format!("(SELECT * FROM aggregate_rollup_source_totals WHERE {DOMAIN})"), keys, columns)
+    } else {
+        with_appended("aggregate_rollup_source_ip_totals", keys, columns)
+    }
+}
+
+/// The rows of `level`, a compacted level of the source rollups holding one row per `keys`
+/// (`source_ip` last, the only one that may be NULL) and the policy domain `$1` if given, with
+/// the rows appended since the last compaction (`ONLY aggregate_rollup_sources`, for the domain
+/// `$1`, whose days must not be restricted: `$2` and `$3` are NULL) added: one row per key,
+/// with the keys and `columns` (summed, numeric).
+///
+/// Most keys have no rows appended: those rows are taken as they are, and only the others
+/// (and the row without an address) are added up with their appended rows. Adding up every
+/// row of the level again is what took most of the time of the rollups.
+fn with_appended(level: &str, keys: &[&str], columns: &[&str]) -> String {
+    let keys_list = keys.join(", ");
+    let columns_list = columns.join(", ");
+    let sums = columns.iter().map(|column| format!("sum({column}) AS {column}")).collect::<Vec<_>>().join(", ");
+    let level_keys = keys.iter().map(|key| format!("l.{key}")).collect::<Vec<_>>().join(", ");
+    let level_columns = columns.iter().map(|column| format!("l.{column}")).collect::<Vec<_>>().join(", ");
+    let as_numbers = columns.iter().map(|column| format!("l.{column}::numeric")).collect::<Vec<_>>().join(", ");
+    let same_key = keys.iter().map(|key| format!("a.{key} = l.{key}")).collect::<Vec<_>>().join(" AND ");
+    format!(
+        "WITH appended AS ( \
+             SELECT {keys_list}, {sums} FROM ONLY aggregate_rollup_sources \
+             WHERE ($1::text IS NULL OR policy_domain = lower($1)) AND $2::date IS NULL AND $3::date IS NULL \
+             GROUP BY {keys_list} \
+         ) \
+         SELECT {level_keys}, {as_numbers} FROM {level} l \
+         WHERE l.source_ip IS NOT NULL AND NOT EXISTS (SELECT FROM appended a WHERE {same_key}) \
+         UNION ALL \
+         SELECT {keys_list}, {sums} FROM ( \
+             SELECT {level_keys}, {level_columns} FROM {level} l \
+             WHERE l.source_ip IS NULL OR EXISTS (SELECT FROM appended a WHERE {same_key}) \
+             UNION ALL \
+             SELECT {keys_list}, {columns_list} FROM appended \
+         ) m GROUP BY {keys_list}"
+    )
+}
+
+/// Message totals per key, most messages first (by day: in order of days).
 pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
-    let sql = format!(
-        "SELECT {key} AS key, {sums} \
-         WHERE ($1::text IS NULL OR policy_domain = lower($1)) \
-           AND ($2::date IS NULL OR day >= $2) \
-           AND ($3::date IS NULL OR day < $3) \
-         GROUP BY 1 \
-         ORDER BY {order}",
-        key = key.expression(),
-        sums = key.sums(),
-        order = if key == RollupKey::Day { "key" } else { "sum(messages) DESC, key" },
-    );
-    filter.fetch_all(pool, sql).await
+    let sql = match (key.daily_expression(), key.source_expressions()) {
+        (Some(expression), _) => format!(
+            "SELECT {expression} AS key, {DAILY_SUMS} FROM dmarc_daily \
+             WHERE ($1::text IS NULL OR policy_domain = lower($1)) \
+               AND ($2::date IS NULL OR day >= $2) \
+               AND ($3::date IS NULL OR day < $3) \
+             GROUP BY 1 \
+             ORDER BY {order}",
+            order = if key == RollupKey::Day { "key" } else { "sum(messages) DESC, key" },
+        ),
+        // A row per source: nothing left to add up (the source's address is its key).
+        (None, Some((expression, _, details))) if key == RollupKey::Source => format!(
+            "SELECT {expression} AS key, {details} AS details, {sums}, \
+                    (s.source_ip IS NOT NULL)::int::bigint AS sources \
+             FROM ({per_source}) s LEFT JOIN source_ips i ON i.ip = s.source_ip \
+             ORDER BY s.messages DESC, key",
+            sums = SOURCE_COLUMNS.map(|column| format!("s.{column}::text AS {column}")).join(", "),
+            per_source = per_source(filter, false, &SOURCE_COLUMNS),
+        ),
+        (None, Some((expression, grouped, details))) => format!(
+            "SELECT {expression} AS key, {details} AS details, {sums}, count(s.source_ip) AS sources \
+             FROM ({per_source}) s LEFT JOIN source_ips i ON i.ip = s.source_ip \
+             GROUP BY 1{grouped} \
+             ORDER BY sum(s.messages) DESC, key{grouped}",
+            sums = SOURCE_COLUMNS.map(|column| format!("sum(s.{column})::text AS {column}")).join(", "),
+            per_source = per_source(filter, false, &SOURCE_COLUMNS),
+            grouped = if grouped.is_empty() { String::new() } else { format!(", {grouped}") },
+        ),
+        (None, None) => return Err(StoreError::Data(format!("no rollup by {}", key.name()))),
+    };
+    // Sums of a hundred thousand sources are hashed in memory rather than sorted on disk, and
+    // not compiled (JIT takes longer than the query).
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    let rows = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&filter.domain)
+        .bind(filter.since)
+        .bind(filter.until)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -233,6 +233,8 @@ table_row! {
         dkim_aligned: i64,
         spf_aligned: i64,
         records: i64,
+        forwarded_reason: i64,
+        dkim_unaligned: i64,
     }
 }
 

@@ -13,7 +13,8 @@
 //!    is new; what comes back is, for each report, whether it is new or which input holds it;
 //! 3. records of large reports by `COPY` ([`copy`]), their rollup rows summed as they pass;
 //! 4. [`finish`]: the input rows with the outcome the rule gives (`outcome`), the kept bytes
-//!    of rejected inputs, and the rollup rows of the reports written.
+//!    of rejected inputs, the rollup rows of the reports written, and their new source
+//!    addresses queued for enrichment (`source_ips`).
 //!
 //! Rows travel as arrays of the tables' own row types (see `rows`). Each function runs in a
 //! [`Tx`]: the connection of an sqlx [`Transaction`](sqlx::Transaction) (or of a savepoint in
@@ -263,7 +264,11 @@ pub(crate) async fn copy(tx: &mut Tx<'_>, statement: &str, data: Vec<u8>) -> Res
     Ok(())
 }
 
-/// Writes new inputs, the kept bytes of rejected ones, and rollup rows.
+/// Writes new inputs, the kept bytes of rejected ones, and rollup rows, and queues the source
+/// addresses of the records for enrichment: one `source_ips` row per address not known yet (due
+/// at once), from the rollup rows, which name every distinct address of the reports written.
+/// In address order, so that two transactions queueing the same new addresses wait for each
+/// other instead of deadlocking.
 pub(crate) async fn finish(
     tx: &mut Tx<'_>,
     inputs: &[InputRow<'_>],
@@ -278,8 +283,13 @@ pub(crate) async fn finish(
                  INSERT INTO input_payloads SELECT * FROM unnest($2::input_payloads[]) \
              ), daily AS ( \
                  INSERT INTO aggregate_rollup_daily SELECT * FROM unnest($3::aggregate_rollup_daily[]) \
+             ), sources AS ( \
+                 INSERT INTO aggregate_rollup_sources SELECT * FROM unnest($4::aggregate_rollup_sources[]) \
              ) \
-             INSERT INTO aggregate_rollup_sources SELECT * FROM unnest($4::aggregate_rollup_sources[])",
+             INSERT INTO source_ips (ip) \
+             SELECT DISTINCT s.source_ip FROM unnest($4::aggregate_rollup_sources[]) s \
+             WHERE s.source_ip IS NOT NULL ORDER BY 1 \
+             ON CONFLICT (ip) DO NOTHING",
     )
     .bind(inputs)
     .bind(payloads)

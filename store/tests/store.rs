@@ -96,6 +96,30 @@ async fn a_report_arriving_twice_is_a_linked_duplicate(pool: PgPool) {
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE outcome = 'duplicate'").await, 2);
 }
 
+/// `import -` stores its one message with `ingest_alone`, on its own task: the same outcomes as
+/// `ingest` (stored, duplicate by content and by natural key, rejected with its reason).
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn an_input_stored_alone_gets_the_outcomes_of_one_stored_with_others(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let alone = async |envelope| store.ingest_alone(envelope, &Limits::default()).await.expect("taken");
+    let first = alone(file("yahoo.xml.gz")).await;
+    assert_eq!((first.outcome, first.reports_stored), (Outcome::Stored, 1));
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_records").await, first.records as i64);
+    let again = alone(file("duplicates/yahoo-again.eml")).await;
+    assert_eq!((again.outcome, again.duplicate_of), (Outcome::Duplicate, Some(first.input)));
+    let same_bytes = alone(file("yahoo.xml.gz")).await;
+    assert_eq!((same_bytes.outcome, same_bytes.duplicate_of), (Outcome::Duplicate, Some(first.input)));
+    let broken = alone(file("rejected/xxe.xml")).await;
+    assert_eq!(broken.outcome, Outcome::Rejected);
+    assert!(broken.error.as_deref().is_some_and(|reason| reason.contains("DTD")), "{:?}", broken.error);
+    // Mixed with inputs stored by the writers of `ingest`, each counted once.
+    let mut rng = Rng(11);
+    let xml = ReportBuilder::new("alone.example", "alone-1", "example.com", NOV_2).random_records(2, &mut rng).xml();
+    assert_eq!(ingest(&store, bytes("alone-1.xml", xml.into_bytes())).await.outcome, Outcome::Stored);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 2);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs").await, 5);
+}
+
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn inputs_that_are_not_reports_or_broken_get_their_outcome_and_reason(pool: PgPool) {
     let (store, opener) = common::sealing_store(&pool);

@@ -61,6 +61,9 @@ impl Dmarcpipe {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dmarcpipe"));
         command.args(args).current_dir(root()).env_remove("DATABASE_URL").env_remove("DMARCPIPE_CONFIG");
+        // No enrichment unless a test asks for it (`.env("DMARCPIPE_NO_ENRICH", "0")`): it would
+        // look up reverse DNS at the machine's resolver, which tests must not reach.
+        command.env("DMARCPIPE_NO_ENRICH", "1").env_remove("DMARCPIPE_GEOIP_DIR");
         if let Some(url) = &self.url {
             command.env("DATABASE_URL", url);
         }

@@ -442,6 +442,15 @@ fn is_junk_entry(name: &str) -> bool {
     name.starts_with("__MACOSX/") || file.starts_with("._") || file == ".DS_Store" || file == "Thumbs.db"
 }
 
+/// A gzip stream (every member) decompressed under `limits`' caps on total size and ratio,
+/// for readers of compressed files outside the report path (the `.tgz` packages of
+/// `dmarcpipe geoip fetch`). Decoder failures read as [`IngestError::Corrupt`] inside the
+/// `io::Error`.
+pub fn capped_gzip<'a>(compressed: impl BufRead + 'a, limits: &Limits) -> impl Read + 'a {
+    let (counting, count) = Counting::new(compressed);
+    Capped::new(GzipMembers::new(counting), "gzip", CompressedSize::Counted(count), &Budget::new(limits))
+}
+
 /// Reads a whole stream into memory for callers that need it (small inputs, tests).
 pub fn read_capped(reader: &mut dyn Read, cap: u64, what: &str) -> Result<Vec<u8>, IngestError> {
     let mut bytes = Vec::new();
