@@ -4,10 +4,10 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use dmarcpipe_ingest::model::{Record, ReportHeader, ReportSummary, Schema, Warning, WireEnum};
+use dmarcpipe_ingest::model::{DkimAuth, Record, ReportHeader, ReportSummary, Schema, SpfAuth, Warning, WireEnum};
 
 use crate::error::StoreError;
-use crate::rows::{RecordRow, ReportRow, Stamp, copy_statement, storable, storable_json};
+use crate::rows::{JsonText, RecordRow, ReportRow, Stamp, copy_statement, storable, storable_json};
 use crate::write::{Tx, timely};
 
 /// `COPY aggregate_records (...) FROM STDIN`, for the records of large reports.
@@ -131,19 +131,19 @@ pub(crate) fn warnings_json(warnings: &[Warning]) -> serde_json::Value {
     storable_json(serde_json::to_value(warnings).unwrap_or_else(|_| serde_json::json!([])))
 }
 
-/// The DKIM and SPF results after the first of each kind, for `auth_more`.
-fn auth_more(record: &Record) -> Option<serde_json::Value> {
-    if record.dkim.len() < 2 && record.spf.len() < 2 {
-        return None;
+/// The DKIM and SPF results after the first of each kind, for `auth_more`: `{"dkim": [...],
+/// "spf": [...]}`, each key only when there are such results.
+fn auth_more(record: &Record) -> Option<JsonText> {
+    #[derive(serde::Serialize)]
+    struct AuthMore<'a> {
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        dkim: &'a [DkimAuth],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        spf: &'a [SpfAuth],
     }
-    let mut more = serde_json::Map::new();
-    if record.dkim.len() > 1 {
-        more.insert("dkim".into(), serde_json::to_value(&record.dkim[1..]).unwrap_or_default());
-    }
-    if record.spf.len() > 1 {
-        more.insert("spf".into(), serde_json::to_value(&record.spf[1..]).unwrap_or_default());
-    }
-    Some(storable_json(serde_json::Value::Object(more)))
+    let more =
+        AuthMore { dkim: record.dkim.get(1..).unwrap_or_default(), spf: record.spf.get(1..).unwrap_or_default() };
+    (!more.dkim.is_empty() || !more.spf.is_empty()).then(|| JsonText::of(&more))
 }
 
 /// The original text of normalized values, keyed by field path (of records, and of TLS

@@ -537,3 +537,60 @@ async fn a_batch_the_database_refuses_is_stored_one_by_one(pool: PgPool) {
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_reports").await, 4);
     assert_eq!(scalar(&pool, "SELECT count(*) FROM dmarc_inputs WHERE stage = 'store'").await, 1);
 }
+
+/// A report of `records` copies of one record with three DKIM and three SPF results, the last
+/// of each with a human result written with a backslash before `u0000` (text, not a NUL).
+fn many_results(report_id: &str, records: usize) -> Vec<u8> {
+    let header = ReportBuilder::new("Results Example", report_id, "example.com", NOV_2).xml();
+    let record = "  <record>\n    <row>\n      <source_ip>192.0.2.7</source_ip>\n      <count>3</count>\n      \
+        <policy_evaluated>\n        <disposition>none</disposition>\n        <dkim>pass</dkim>\n        \
+        <spf>fail</spf>\n      </policy_evaluated>\n    </row>\n    <identifiers>\n      \
+        <header_from>example.com</header_from>\n    </identifiers>\n    <auth_results>\n      \
+        <dkim><domain>example.com</domain><selector>s1</selector><result>pass</result></dkim>\n      \
+        <dkim><domain>esp.example</domain><selector>s2</selector><result>fail</result></dkim>\n      \
+        <dkim><domain>other.example</domain><result>neutral</result><human_result>key \\u0000 &lt;b&gt;</human_result></dkim>\n      \
+        <spf><domain>example.com</domain><scope>mfrom</scope><result>fail</result></spf>\n      \
+        <spf><domain>bounce.esp.example</domain><scope>mfrom</scope><result>pass</result></spf>\n      \
+        <spf><domain>helo.example</domain><scope>helo</scope><result>softfail</result><human_result>\"quoted\"</human_result></spf>\n    \
+        </auth_results>\n  </record>\n";
+    let mut xml = header.strip_suffix("</feedback>\n").expect("the builder ends the document").to_owned();
+    for _ in 0..records {
+        xml.push_str(record);
+    }
+    xml.push_str("</feedback>\n");
+    xml.into_bytes()
+}
+
+/// The DKIM and SPF results after the first are kept in `auth_more` as JSON, the same whether
+/// the records go as rows of a statement (a small report) or by COPY (a streamed one).
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn results_after_the_first_are_kept_as_json_by_every_route(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let small = ingest(&store, bytes("small.xml", many_results("small", 1))).await;
+    let large_xml = many_results("large", 6_000);
+    assert!(large_xml.len() > 2 << 20, "large enough to be streamed");
+    let large = ingest(&store, bytes("large.xml", large_xml)).await;
+    assert_eq!((small.outcome, large.outcome), (Outcome::Stored, Outcome::Stored));
+    let expected = serde_json::json!({
+        "dkim": [
+            {"domain": "esp.example", "selector": "s2", "result": "fail", "human_result": null},
+            {"domain": "other.example", "selector": null, "result": "neutral", "human_result": "key \\u0000 <b>"},
+        ],
+        "spf": [
+            {"domain": "bounce.esp.example", "scope": "mfrom", "result": "pass", "human_result": null},
+            {"domain": "helo.example", "scope": "helo", "result": "softfail", "human_result": "\"quoted\""},
+        ],
+    });
+    let stored: Vec<(String, i16, i16, serde_json::Value, i64)> = sqlx::query_as(
+        "SELECT r.report_id, d.dkim_count, d.spf_count, d.auth_more, count(*) \
+         FROM aggregate_records d JOIN aggregate_reports r ON r.id = d.report \
+         GROUP BY 1, 2, 3, 4 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("records");
+    assert_eq!(
+        stored,
+        vec![("large".to_owned(), 3, 3, expected.clone(), 6_000), ("small".to_owned(), 3, 3, expected, 1),]
+    );
+}
