@@ -9,6 +9,8 @@
 pub mod digest;
 pub mod report;
 
+use std::borrow::Cow;
+
 use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
 
@@ -56,12 +58,12 @@ impl<T: Into<Cell>> From<Option<T>> for Cell {
 }
 
 impl Cell {
-    fn display(&self) -> String {
+    fn display(&self) -> Cow<'_, str> {
         match self {
-            Cell::Text(text) => text.clone(),
-            Cell::Int(value) => value.to_string(),
-            Cell::Share(fraction) | Cell::Number(fraction) => fraction.to_string(),
-            Cell::Null => String::new(),
+            Cell::Text(text) => Cow::Borrowed(text),
+            Cell::Int(value) => Cow::Owned(value.to_string()),
+            Cell::Share(fraction) | Cell::Number(fraction) => Cow::Owned(fraction.to_string()),
+            Cell::Null => Cow::Borrowed(""),
         }
     }
 
@@ -69,7 +71,7 @@ impl Cell {
     fn display_for_people(&self) -> String {
         match self {
             Cell::Share(fraction) => format!("{:.2}%", fraction * 100.0),
-            other => other.display(),
+            other => other.display().into_owned(),
         }
     }
 
@@ -165,7 +167,10 @@ pub fn csv(table: &Table) -> String {
     // Writing to a Vec cannot fail.
     let _ = writer.write_record(&table.columns);
     for row in &table.rows {
-        let _ = writer.write_record(row.iter().map(Cell::display));
+        for cell in row {
+            let _ = writer.write_field(cell.display().as_bytes());
+        }
+        let _ = writer.write_record(None::<&[u8]>);
     }
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()

@@ -201,9 +201,9 @@ pub(crate) async fn rollup_table(
         columns.push(("forensic", "forensic"));
     }
     let mut table = Table::titled(columns);
-    for row in rows {
+    for mut row in rows {
         let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
-        let values = std::iter::once(row.key.clone()).chain(row.details.iter().cloned());
+        let values = std::iter::once(row.key.take()).chain(std::mem::take(&mut row.details));
         let mut cells: Vec<Cell> = key_columns
             .iter()
             .zip(values.chain(std::iter::repeat(None)))

@@ -57,6 +57,12 @@ impl StoreError {
         }
     }
 
+    /// True when a number did not fit its type (SQLSTATE 22003): a `bigint` sum past 64 bits,
+    /// which the rollups then add up again as exact `numeric` sums.
+    pub(crate) fn is_out_of_range(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22003"))
+    }
+
     /// This error again, for another input that met it (as text, keeping whether it is
     /// transient).
     pub(crate) fn shared(&self) -> StoreError {

@@ -64,7 +64,7 @@ fn source_sums(span: Span, filter: &RollupFilter) -> String {
             "SELECT day, policy_domain, source_ip, {columns} FROM aggregate_rollup_sources WHERE {DOMAIN} AND {DAYS}"
         ),
         // As the rollups by the keys of the sources read them, per policy domain.
-        Span::Period => rollup::per_source(filter, true, &COLUMNS),
+        Span::Period => rollup::per_source(filter, true, &COLUMNS, rollup::Sums::Numeric),
     }
 }
 

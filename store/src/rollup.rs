@@ -395,6 +395,45 @@ impl RollupSums {
     }
 }
 
+/// How the source rollups add up their counts.
+///
+/// Counts are `bigint`; PostgreSQL's `sum` of them is `numeric`, exact however large, but
+/// adding up hundreds of thousands of rows in `numeric` takes most of a rollup's time.
+/// `dmarcpipe_sum` adds up in `bigint` and refuses a sum past 64 bits (SQLSTATE 22003): the
+/// rollups try that first and add up in `numeric` again only then ([`with_sums`]), so a sum
+/// is exact either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sums {
+    Bigint,
+    Numeric,
+}
+
+impl Sums {
+    /// The aggregate adding up `expression`.
+    pub(crate) fn sum(self, expression: &str) -> String {
+        match self {
+            Sums::Bigint => format!("dmarcpipe_sum({expression})"),
+            Sums::Numeric => format!("sum({expression})"),
+        }
+    }
+
+    /// A single `bigint` count as the type of the sums.
+    fn as_sum(self, expression: &str) -> String {
+        match self {
+            Sums::Bigint => expression.to_owned(),
+            Sums::Numeric => format!("{expression}::numeric"),
+        }
+    }
+}
+
+/// `query(Sums::Bigint)`, and once more with `numeric` sums when a sum did not fit in 64 bits.
+pub(crate) async fn with_sums<T>(mut query: impl AsyncFnMut(Sums) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match query(Sums::Bigint).await {
+        Err(err) if err.is_out_of_range() => query(Sums::Numeric).await,
+        answer => answer,
+    }
+}
+
 /// One row per source address (and one for records without an address), or per policy domain
 /// and source with `per_domain`, with the sums of `columns` (numeric) for the filter: the keys
 /// and the sums. The rollups by the keys of the sources and the visual report read their sums
@@ -403,12 +442,13 @@ impl RollupSums {
 /// With days, the rows per day and source added up. Without, the level holding a row per key
 /// (the totals over every domain, or those per domain) with the rows appended since the last
 /// compaction: see [`with_appended`].
-pub(crate) fn per_source(filter: &RollupFilter, per_domain: bool, columns: &[&str]) -> String {
+pub(crate) fn per_source(filter: &RollupFilter, per_domain: bool, columns: &[&str], sums: Sums) -> String {
     const DOMAIN: &str = "($1::text IS NULL OR policy_domain = lower($1))";
     let keys: &[&str] = if per_domain { &["policy_domain", "source_ip"] } else { &["source_ip"] };
     if filter.since.is_some() || filter.until.is_some() {
         let keys = keys.join(", ");
-        let sums = columns.iter().map(|column| format!("sum({column}) AS {column}")).collect::<Vec<_>>().join(", ");
+        let sums =
+            columns.iter().map(|column| format!("{} AS {column}", sums.sum(column))).collect::<Vec<_>>().join(", ");
         return format!(
             "SELECT {keys}, {sums} FROM aggregate_rollup_sources \
              WHERE {DOMAIN} AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day < $3) \
@@ -416,9 +456,9 @@ pub(crate) fn per_source(filter: &RollupFilter, per_domain: bool, columns: &[&st
         );
     }
     if per_domain || filter.domain.is_some() {
-        with_appended(&format!("(SELECT * FROM aggregate_rollup_source_totals WHERE {DOMAIN})"), keys, columns)
+        with_appended(&format!("(SELECT * FROM aggregate_rollup_source_totals WHERE {DOMAIN})"), keys, columns, sums)
     } else {
-        with_appended("aggregate_rollup_source_ip_totals", keys, columns)
+        with_appended("aggregate_rollup_source_ip_totals", keys, columns, sums)
     }
 }
 
@@ -426,18 +466,18 @@ pub(crate) fn per_source(filter: &RollupFilter, per_domain: bool, columns: &[&st
 /// (`source_ip` last, the only one that may be NULL) and the policy domain `$1` if given, with
 /// the rows appended since the last compaction (`ONLY aggregate_rollup_sources`, for the domain
 /// `$1`, whose days must not be restricted: `$2` and `$3` are NULL) added: one row per key,
-/// with the keys and `columns` (summed, numeric).
+/// with the keys and `columns` (summed as `sums` says).
 ///
 /// Most keys have no rows appended: those rows are taken as they are, and only the others
 /// (and the row without an address) are added up with their appended rows. Adding up every
 /// row of the level again is what took most of the time of the rollups.
-fn with_appended(level: &str, keys: &[&str], columns: &[&str]) -> String {
+fn with_appended(level: &str, keys: &[&str], columns: &[&str], sums: Sums) -> String {
     let keys_list = keys.join(", ");
     let columns_list = columns.join(", ");
-    let sums = columns.iter().map(|column| format!("sum({column}) AS {column}")).collect::<Vec<_>>().join(", ");
+    let as_numbers = columns.iter().map(|column| sums.as_sum(&format!("l.{column}"))).collect::<Vec<_>>().join(", ");
+    let sums = columns.iter().map(|column| format!("{} AS {column}", sums.sum(column))).collect::<Vec<_>>().join(", ");
     let level_keys = keys.iter().map(|key| format!("l.{key}")).collect::<Vec<_>>().join(", ");
     let level_columns = columns.iter().map(|column| format!("l.{column}")).collect::<Vec<_>>().join(", ");
-    let as_numbers = columns.iter().map(|column| format!("l.{column}::numeric")).collect::<Vec<_>>().join(", ");
     let same_key = keys.iter().map(|key| format!("a.{key} = l.{key}")).collect::<Vec<_>>().join(" AND ");
     format!(
         "WITH appended AS ( \
@@ -459,7 +499,28 @@ fn with_appended(level: &str, keys: &[&str], columns: &[&str]) -> String {
 
 /// Message totals per key, most messages first (by day: in order of days).
 pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
-    let sql = match (key.daily_expression(), key.source_expressions()) {
+    with_sums(async |sums| {
+        let sql = query_sql(key, filter, sums)?;
+        // Sums of a hundred thousand sources are hashed in memory rather than sorted on disk,
+        // and not compiled (JIT takes longer than the query).
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+        let rows = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&filter.domain)
+            .bind(filter.since)
+            .bind(filter.until)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    })
+    .await
+}
+
+/// The statement of [`query`].
+fn query_sql(key: RollupKey, filter: &RollupFilter, sums: Sums) -> Result<String, StoreError> {
+    Ok(match (key.daily_expression(), key.source_expressions()) {
         (Some(expression), _) => format!(
             "SELECT {expression} AS key, {DAILY_SUMS} FROM dmarc_daily \
              WHERE ($1::text IS NULL OR policy_domain = lower($1)) \
@@ -471,37 +532,27 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
         ),
         // A row per source: nothing left to add up (the source's address is its key).
         (None, Some((expression, _, details))) if key == RollupKey::Source => format!(
-            "SELECT {expression} AS key, {details} AS details, {sums}, \
+            "SELECT {expression} AS key, {details} AS details, {columns}, \
                     (s.source_ip IS NOT NULL)::int::bigint AS sources \
              FROM ({per_source}) s LEFT JOIN source_ips i ON i.ip = s.source_ip \
              ORDER BY s.messages DESC, key",
-            sums = SOURCE_COLUMNS.map(|column| format!("s.{column}::text AS {column}")).join(", "),
-            per_source = per_source(filter, false, &SOURCE_COLUMNS),
+            columns = SOURCE_COLUMNS.map(|column| format!("s.{column}::text AS {column}")).join(", "),
+            per_source = per_source(filter, false, &SOURCE_COLUMNS, sums),
         ),
         (None, Some((expression, grouped, details))) => format!(
-            "SELECT {expression} AS key, {details} AS details, {sums}, count(s.source_ip) AS sources \
+            "SELECT {expression} AS key, {details} AS details, {columns}, count(s.source_ip) AS sources \
              FROM ({per_source}) s LEFT JOIN source_ips i ON i.ip = s.source_ip \
              GROUP BY 1{grouped} \
-             ORDER BY sum(s.messages) DESC, key{grouped}",
-            sums = SOURCE_COLUMNS.map(|column| format!("sum(s.{column})::text AS {column}")).join(", "),
-            per_source = per_source(filter, false, &SOURCE_COLUMNS),
+             ORDER BY {messages} DESC, key{grouped}",
+            columns = SOURCE_COLUMNS
+                .map(|column| format!("{}::text AS {column}", sums.sum(&format!("s.{column}"))))
+                .join(", "),
+            messages = sums.sum("s.messages"),
+            per_source = per_source(filter, false, &SOURCE_COLUMNS, sums),
             grouped = if grouped.is_empty() { String::new() } else { format!(", {grouped}") },
         ),
         (None, None) => return Err(StoreError::Data(format!("no rollup by {}", key.name()))),
-    };
-    // Sums of a hundred thousand sources are hashed in memory rather than sorted on disk, and
-    // not compiled (JIT takes longer than the query).
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    let rows = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(&filter.domain)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(rows)
+    })
 }
 
 #[cfg(test)]

@@ -568,3 +568,40 @@ async fn compaction_sums_every_column_and_holds_back_sums_past_64_bits(pool: PgP
         .expect("the lock");
     assert_eq!(compact::compact(&pool).await.expect("compaction runs"), None);
 }
+
+/// The rollups of the sources add up in 64 bits first and, when a sum does not fit, again as
+/// exact numbers: the figures past 64 bits are exact with and without filters, by every key of
+/// the sources (appended rows, which no compaction has merged).
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn sums_past_64_bits_are_exact_by_every_key_of_the_sources(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO aggregate_rollup_sources (day, policy_domain, source_ip, messages, dmarc_pass, dmarc_fail, \
+             disposition_none, disposition_quarantine, disposition_reject, dkim_aligned, spf_aligned, records) \
+         VALUES ('2026-11-02', 'example.com', '192.0.2.9', 9223372036854775800, 0, 9223372036854775800, 0, 0, 0, 0, 0, 1), \
+                ('2026-11-03', 'example.com', '192.0.2.9', 9, 9, 0, 9, 0, 0, 9, 0, 1), \
+                ('2026-11-03', 'example.com', '192.0.2.10', 4, 4, 0, 4, 0, 0, 4, 4, 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows past 64 bits");
+    let past = Count(9_223_372_036_854_775_809);
+    let filters = [
+        RollupFilter::default(),
+        RollupFilter { since: NaiveDate::from_ymd_opt(2026, 11, 1), ..RollupFilter::default() },
+        RollupFilter { domain: Some("example.com".into()), ..RollupFilter::default() },
+    ];
+    for filter in &filters {
+        for key in [RollupKey::Source, RollupKey::Host, RollupKey::Sender, RollupKey::Country, RollupKey::Location] {
+            let rows = rollup::query(&pool, key, filter).await.expect("the rollup answers");
+            let total: i128 = rows.iter().map(|row| row.messages.0).sum();
+            assert_eq!(total, past.0 + 4, "--by {} with {filter:?}", key.name());
+            assert_eq!(rows[0].dmarc_fail, Count(9_223_372_036_854_775_800), "--by {} with {filter:?}", key.name());
+        }
+        let by_source = rollup::query(&pool, RollupKey::Source, filter).await.expect("by source");
+        assert_eq!(
+            (by_source[0].key.as_deref(), by_source[0].messages, by_source[0].dkim_aligned),
+            (Some("192.0.2.9"), past, Count(9)),
+            "with {filter:?}"
+        );
+    }
+}
