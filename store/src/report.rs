@@ -23,7 +23,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgConnection, PgPool};
 
 use crate::digest as figures;
 use crate::error::StoreError;
-use crate::rollup::{self, Count, RollupFilter, RollupKey, RollupRow};
+use crate::rollup::{self, Count, RollupFilter, RollupKey, Sums, with_sums};
 
 /// Rows of each list of the report.
 pub const TOP: i64 = 25;
@@ -49,7 +49,7 @@ enum Span {
 
 /// The sums of the source rollups for the filter (`$1` domain, `$2` since, `$3` until) with
 /// the facts of the classes, per policy domain and source (and day).
-fn source_sums(span: Span, filter: &RollupFilter) -> String {
+fn source_sums(span: Span, filter: &RollupFilter, sums: Sums) -> String {
     const COLUMNS: [&str; 6] =
         ["messages", "dmarc_pass", "dkim_aligned", "spf_aligned", "forwarded_reason", "dkim_unaligned"];
     const DOMAIN: &str = "($1::text IS NULL OR policy_domain = lower($1))";
@@ -64,7 +64,7 @@ fn source_sums(span: Span, filter: &RollupFilter) -> String {
             "SELECT day, policy_domain, source_ip, {columns} FROM aggregate_rollup_sources WHERE {DOMAIN} AND {DAYS}"
         ),
         // As the rollups by the keys of the sources read them, per policy domain.
-        Span::Period => rollup::per_source(filter, true, &COLUMNS, rollup::Sums::Numeric),
+        Span::Period => rollup::per_source(filter, true, &COLUMNS, sums),
     }
 }
 
@@ -78,11 +78,12 @@ const EVER_COMPLIANT: &str = "(EXISTS (SELECT FROM aggregate_rollup_source_total
      OR EXISTS (SELECT FROM ONLY aggregate_rollup_sources a \
         WHERE a.policy_domain = s.policy_domain AND a.source_ip = s.source_ip AND a.dmarc_pass > 0))";
 
-/// The source sums with what is known of each source and their messages split by class.
-fn classified(span: Span, filter: &RollupFilter) -> String {
+/// The source sums with what is known of each source and their messages split by class
+/// (`sums`: how the period's rows are added up per source, see [`Sums`]).
+fn classified(span: Span, filter: &RollupFilter, sums: Sums) -> String {
     format!(
         "SELECT s.*, i.ptr_name, i.ptr_base_domain, i.sender_name, i.sender_kind, i.country_code, \
-                i.asn, i.as_org, \
+                i.country_name, i.asn, i.as_org, \
                 s.dmarc_pass AS compliant, \
                 CASE WHEN i.sender_kind IN {FORWARDING_KINDS} THEN s.messages - s.dmarc_pass \
                      ELSE s.forwarded_reason + s.dkim_unaligned END AS forwarded, \
@@ -95,7 +96,7 @@ fn classified(span: Span, filter: &RollupFilter) -> String {
                      ELSE s.messages - s.dmarc_pass - s.forwarded_reason - s.dkim_unaligned END AS unknown \
          FROM (SELECT s.*, {EVER_COMPLIANT} AS ever_compliant FROM ({sums}) s OFFSET 0) s \
          LEFT JOIN source_ips i ON i.ip = s.source_ip",
-        sums = source_sums(span, filter),
+        sums = source_sums(span, filter, sums),
     )
 }
 
@@ -103,6 +104,13 @@ fn classified(span: Span, filter: &RollupFilter) -> String {
 const CLASS_SUMS: &str = "coalesce(sum(compliant), 0)::text AS compliant, \
     coalesce(sum(forwarded), 0)::text AS forwarded, coalesce(sum(misconfigured), 0)::text AS misconfigured, \
     coalesce(sum(unknown), 0)::text AS unknown";
+
+/// [`CLASS_SUMS`] added up as `sums` says, of classes whose counts are `bigint`.
+fn class_sums(sums: Sums) -> String {
+    ["compliant", "forwarded", "misconfigured", "unknown"]
+        .map(|class| format!("coalesce({}, 0)::text AS {class}", sums.sum(class)))
+        .join(", ")
+}
 
 /// One row of `report --by class`.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -125,7 +133,7 @@ pub async fn classes(pool: &PgPool, filter: &RollupFilter) -> Result<Vec<ClassRo
                        ('misconfigured', c.misconfigured), ('unknown', c.unknown)) AS k (class, messages)) \
               ON k.class = n.class \
          GROUP BY n.class, n.position ORDER BY n.position",
-        classified = classified(Span::Period, filter),
+        classified = classified(Span::Period, filter, Sums::Numeric),
         classes = CLASSES
             .iter()
             .enumerate()
@@ -202,7 +210,15 @@ async fn data_days(pool: &PgPool, filter: &RollupFilter) -> Result<Option<(Naive
 
 /// Everything the visual report shows, for the filter. The period is `since` to the day before
 /// `until`; an open end is the first (or last) day with reports.
+///
+/// The period's sums per source and the classes are added up in `bigint`, and the whole report
+/// again in `numeric` should a sum pass 64 bits (see [`Sums`]). The previous period's classes
+/// are added up on a connection of their own while the period is.
 pub async fn gather(pool: &PgPool, filter: &RollupFilter) -> Result<ReportData, StoreError> {
+    with_sums(async |sums| gather_with(pool, filter, sums).await).await
+}
+
+async fn gather_with(pool: &PgPool, filter: &RollupFilter, sums: Sums) -> Result<ReportData, StoreError> {
     let mut data = ReportData {
         scope: filter.domain.as_ref().map_or_else(|| "all domains".to_owned(), |domain| domain.to_lowercase()),
         generated: Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -228,23 +244,47 @@ pub async fn gather(pool: &PgPool, filter: &RollupFilter) -> Result<ReportData, 
     data.previous = Totals::from(&figures::totals(pool, &previous).await?);
     data.domains = figures::domains(pool, filter, TOP as u32).await?.into_iter().map(DomainStanding::from).collect();
 
+    let ((previous_classes, days), ()) = tokio::try_join!(
+        classes_by_day(pool, filter, &previous, (first, end), sums),
+        period(pool, filter, sums, &mut data)
+    )?;
+    data.previous_classes = previous_classes;
+    data.days = days;
+    Ok(data)
+}
+
+/// The classes of the previous period (which has days: its rows are classified as they are),
+/// and the period's classes per day, from `first` to the day before `end`.
+async fn classes_by_day(
+    pool: &PgPool,
+    filter: &RollupFilter,
+    previous: &RollupFilter,
+    (first, end): (NaiveDate, NaiveDate),
+    sums: Sums,
+) -> Result<(ClassCounts, Vec<DayClasses>), StoreError> {
     let mut tx = tuned(pool).await?;
-    // The previous period has days.
-    let previous_classes: Vec<ClassSums> =
-        fetch(&mut tx, format!("SELECT {CLASS_SUMS} FROM ({}) c", classified(Span::Rows, &previous)), &previous)
-            .await?;
-    data.previous_classes = previous_classes.into_iter().next().map(Into::into).unwrap_or_default();
-    data.days = daily_classes(&mut tx, filter, first, end).await?;
+    let sql = format!("SELECT {} FROM ({}) c", class_sums(sums), classified(Span::Rows, previous, sums));
+    let classes: Vec<ClassSums> = fetch(&mut tx, sql, previous).await?;
+    let days = daily_classes(&mut tx, filter, first, end).await?;
+    tx.commit().await?;
+    Ok((classes.into_iter().next().map(Into::into).unwrap_or_default(), days))
+}
+
+/// The period's figures by class, source, result, reporter, host, sender and country, from
+/// its sums per policy domain and source classified once (`report_classified`).
+async fn period(pool: &PgPool, filter: &RollupFilter, sums: Sums, data: &mut ReportData) -> Result<(), StoreError> {
+    let mut tx = tuned(pool).await?;
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TEMPORARY TABLE report_classified ON COMMIT DROP AS {}",
-        classified(Span::Period, filter)
+        classified(Span::Period, filter, sums)
     )))
     .bind(&filter.domain)
     .bind(filter.since)
     .bind(filter.until)
     .execute(&mut *tx)
     .await?;
-    let classes: Vec<ClassSums> = fetch(&mut tx, format!("SELECT {CLASS_SUMS} FROM report_classified"), filter).await?;
+    let classes: Vec<ClassSums> =
+        fetch(&mut tx, format!("SELECT {} FROM report_classified", class_sums(sums)), filter).await?;
     data.classes = classes.into_iter().next().map(Into::into).unwrap_or_default();
     data.sources = top_sources(&mut tx, filter).await?;
     data.services_to_align = services_to_align(&mut tx, filter).await?;
@@ -262,13 +302,25 @@ pub async fn gather(pool: &PgPool, filter: &RollupFilter) -> Result<ReportData, 
     data.details = details(&mut tx, filter).await?;
     data.orgs = orgs(&mut tx, filter).await?;
     data.forensic = forensic(&mut tx, filter).await?;
-    tx.commit().await?;
-
-    data.hosts = groups(pool, RollupKey::Host, filter, TOP as usize).await?;
-    data.senders = groups(pool, RollupKey::Sender, filter, TOP as usize).await?;
+    // The sums per source (over its domains), which the groups add up.
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TEMPORARY TABLE report_sources ON COMMIT DROP AS \
+         SELECT source_ip, min(ptr_base_domain) AS ptr_base_domain, min(sender_name) AS sender_name, \
+                min(sender_kind) AS sender_kind, min(country_code) AS country_code, \
+                min(country_name) AS country_name, {} \
+         FROM report_classified GROUP BY source_ip",
+        ["messages", "dmarc_pass", "dkim_aligned", "spf_aligned"]
+            .map(|column| format!("{} AS {column}", sums.sum(column)))
+            .join(", ")
+    )))
+    .execute(&mut *tx)
+    .await?;
+    data.hosts = groups(&mut tx, RollupKey::Host, filter, TOP).await?;
+    data.senders = groups(&mut tx, RollupKey::Sender, filter, TOP).await?;
     // Every country, for the map.
-    data.countries = groups(pool, RollupKey::Country, filter, usize::MAX).await?;
-    Ok(data)
+    data.countries = groups(&mut tx, RollupKey::Country, filter, i64::MAX).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Every day from `first` to the day before `end`, with its messages by class.
@@ -295,7 +347,7 @@ async fn daily_classes(
              UNION ALL \
              SELECT day, 0, forwarded, misconfigured, unknown FROM ({classified}) c \
          ) c GROUP BY day",
-        classified = classified(Span::FailingRows, &period),
+        classified = classified(Span::FailingRows, &period, Sums::Numeric),
     );
     let rows: Vec<Day> = fetch(conn, sql, &period).await?;
     let mut by_day: std::collections::HashMap<NaiveDate, ClassCounts> =
@@ -545,25 +597,41 @@ async fn forensic(conn: &mut PgConnection, filter: &RollupFilter) -> Result<Vec<
 
 /// The first `limit` rows of the rollup by host, sender or country as groups (their first
 /// detail: the sender's kind, the country's name).
+/// The period's messages by host, sending service or country, from `report_sources` (the same
+/// figures as `rollup::query` by that key), most messages first, at most `limit` rows.
 async fn groups(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     key: RollupKey,
     filter: &RollupFilter,
-    limit: usize,
+    limit: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    let rows = rollup::query(pool, key, filter).await?;
-    Ok(rows.into_iter().take(limit).map(group).collect())
-}
-
-fn group(row: RollupRow) -> GroupRow {
-    GroupRow {
-        key: row.key.filter(|key| key != "unknown"),
-        detail: row.details.into_iter().next().flatten(),
-        messages: row.messages.0,
-        dmarc_pass: row.dmarc_pass.0,
-        dkim_aligned: row.dkim_aligned.0,
-        spf_aligned: row.spf_aligned.0,
-        count: row.sources.unwrap_or(0),
-        failing: row.messages.0 - row.dmarc_pass.0,
-    }
+    let (key, detail) = match key {
+        RollupKey::Host => ("coalesce(ptr_base_domain, 'unknown')", "NULL::text"),
+        RollupKey::Sender => ("coalesce(sender_name, 'unknown')", "min(sender_kind)"),
+        RollupKey::Country => ("coalesce(country_code, 'unknown')", "min(country_name)"),
+        other => return Err(StoreError::Data(format!("the report has no groups by {}", other.name()))),
+    };
+    let rows: Vec<(Option<String>, Option<String>, Count, Count, Count, Count, i64)> = fetch(
+        conn,
+        format!(
+            "SELECT {key}, {detail}, sum(messages)::text, sum(dmarc_pass)::text, sum(dkim_aligned)::text, \
+                    sum(spf_aligned)::text, count(source_ip) \
+             FROM report_sources GROUP BY 1 ORDER BY sum(messages) DESC, 1 LIMIT {limit}"
+        ),
+        filter,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, detail, messages, dmarc_pass, dkim_aligned, spf_aligned, count)| GroupRow {
+            key: key.filter(|key| key != "unknown"),
+            detail,
+            messages: messages.0,
+            dmarc_pass: dmarc_pass.0,
+            dkim_aligned: dkim_aligned.0,
+            spf_aligned: spf_aligned.0,
+            count,
+            failing: messages.0 - dmarc_pass.0,
+        })
+        .collect())
 }

@@ -15,7 +15,7 @@ use dmarcpipe_ingest::envelope::{Envelope, Origin, Payload};
 use dmarcpipe_render::report::data::ReportData;
 use dmarcpipe_store::compact;
 use dmarcpipe_store::report::{self, ClassRow};
-use dmarcpipe_store::rollup::RollupFilter;
+use dmarcpipe_store::rollup::{self, RollupFilter, RollupKey};
 use dmarcpipe_store::{Outcome, Store};
 use sqlx::PgPool;
 
@@ -253,6 +253,10 @@ async fn visual_report_figures_equal_the_rollups(pool: PgPool) {
     assert_eq!((gmail.sender.as_deref(), gmail.sender_kind.as_deref()), (Some("Gmail"), Some("mailbox_provider")));
     assert_eq!((gmail.classes.compliant, gmail.classes.forwarded, gmail.classes.main_class()), (20, 21, "forwarded"));
     assert_days_and_previous_equal_the_view(&pool, &data).await;
+    assert_groups_equal_the_rollups(&pool, &data, &filter).await;
+    let one_domain = RollupFilter { domain: Some("example.com".into()), ..RollupFilter::default() };
+    let of_domain = report::gather(&pool, &one_domain).await.expect("the report of a domain");
+    assert_groups_equal_the_rollups(&pool, &of_domain, &one_domain).await;
     // Compacted, the same figures (the failing rows of each day then come from the index).
     compact::compact(&pool).await.expect("compaction").expect("the lock");
     let compacted = report::gather(&pool, &filter).await.expect("the report's figures");
@@ -260,6 +264,45 @@ async fn visual_report_figures_equal_the_rollups(pool: PgPool) {
     assert_eq!(compacted.classes, data.classes);
     assert_eq!(compacted.sources, data.sources);
     assert_days_and_previous_equal_the_view(&pool, &compacted).await;
+}
+
+/// The report's hosts, senders and countries are the rollups by those keys.
+async fn assert_groups_equal_the_rollups(pool: &PgPool, data: &ReportData, filter: &RollupFilter) {
+    let shown =
+        [(RollupKey::Host, &data.hosts), (RollupKey::Sender, &data.senders), (RollupKey::Country, &data.countries)];
+    for (key, groups) in shown {
+        let rows = rollup::query(pool, key, filter).await.expect("the rollup");
+        let expected: Vec<(Option<String>, Option<String>, i128, i128, i128, i64)> = rows
+            .into_iter()
+            .take(report::TOP as usize)
+            .map(|row| {
+                let detail = row.details.first().cloned().flatten();
+                (
+                    row.key.filter(|key| key != "unknown"),
+                    detail,
+                    row.messages.0,
+                    row.dmarc_pass.0,
+                    row.spf_aligned.0,
+                    row.sources.unwrap_or(0),
+                )
+            })
+            .collect();
+        let groups: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                (
+                    group.key.clone(),
+                    group.detail.clone(),
+                    group.messages,
+                    group.dmarc_pass,
+                    group.spf_aligned,
+                    group.count,
+                )
+            })
+            .collect();
+        assert!(!groups.is_empty(), "--by {} with {filter:?} has groups", key.name());
+        assert_eq!(groups, expected, "--by {} with {filter:?}", key.name());
+    }
 }
 
 /// Each day's classes equal the view over that day, and so do those of the previous period of
