@@ -611,11 +611,22 @@ async fn groups(
         RollupKey::Country => ("coalesce(country_code, 'unknown')", "min(country_name)"),
         other => return Err(StoreError::Data(format!("the report has no groups by {}", other.name()))),
     };
-    let rows: Vec<(Option<String>, Option<String>, Count, Count, Count, Count, i64)> = fetch(
+    #[derive(FromRow)]
+    struct Group {
+        key: Option<String>,
+        detail: Option<String>,
+        messages: Count,
+        dmarc_pass: Count,
+        dkim_aligned: Count,
+        spf_aligned: Count,
+        sources: i64,
+    }
+    let rows: Vec<Group> = fetch(
         conn,
         format!(
-            "SELECT {key}, {detail}, sum(messages)::text, sum(dmarc_pass)::text, sum(dkim_aligned)::text, \
-                    sum(spf_aligned)::text, count(source_ip) \
+            "SELECT {key} AS key, {detail} AS detail, sum(messages)::text AS messages, \
+                    sum(dmarc_pass)::text AS dmarc_pass, sum(dkim_aligned)::text AS dkim_aligned, \
+                    sum(spf_aligned)::text AS spf_aligned, count(source_ip) AS sources \
              FROM report_sources GROUP BY 1 ORDER BY sum(messages) DESC, 1 LIMIT {limit}"
         ),
         filter,
@@ -623,15 +634,15 @@ async fn groups(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(key, detail, messages, dmarc_pass, dkim_aligned, spf_aligned, count)| GroupRow {
-            key: key.filter(|key| key != "unknown"),
-            detail,
-            messages: messages.0,
-            dmarc_pass: dmarc_pass.0,
-            dkim_aligned: dkim_aligned.0,
-            spf_aligned: spf_aligned.0,
-            count,
-            failing: messages.0 - dmarc_pass.0,
+        .map(|row| GroupRow {
+            key: row.key.filter(|key| key != "unknown"),
+            detail: row.detail,
+            messages: row.messages.0,
+            dmarc_pass: row.dmarc_pass.0,
+            dkim_aligned: row.dkim_aligned.0,
+            spf_aligned: row.spf_aligned.0,
+            count: row.sources,
+            failing: row.messages.0 - row.dmarc_pass.0,
         })
         .collect())
 }
