@@ -266,7 +266,8 @@ pub(crate) async fn copy(tx: &mut Tx<'_>, statement: &str, data: Vec<u8>) -> Res
 
 /// Writes new inputs, the kept bytes of rejected ones, and rollup rows, and queues the source
 /// addresses of the records for enrichment: one `source_ips` row per address not known yet (due
-/// at once), from the rollup rows, which name every distinct address of the reports written.
+/// at once), from the rollup rows as they are inserted (`RETURNING`: the array of rows is
+/// decoded once), which name every distinct address of the reports written.
 /// In address order, so that two transactions queueing the same new addresses wait for each
 /// other instead of deadlocking.
 pub(crate) async fn finish(
@@ -285,10 +286,10 @@ pub(crate) async fn finish(
                  INSERT INTO aggregate_rollup_daily SELECT * FROM unnest($3::aggregate_rollup_daily[]) \
              ), sources AS ( \
                  INSERT INTO aggregate_rollup_sources SELECT * FROM unnest($4::aggregate_rollup_sources[]) \
+                 RETURNING source_ip \
              ) \
              INSERT INTO source_ips (ip) \
-             SELECT DISTINCT s.source_ip FROM unnest($4::aggregate_rollup_sources[]) s \
-             WHERE s.source_ip IS NOT NULL ORDER BY 1 \
+             SELECT DISTINCT source_ip FROM sources WHERE source_ip IS NOT NULL ORDER BY 1 \
              ON CONFLICT (ip) DO NOTHING",
     )
     .bind(inputs)
