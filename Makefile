@@ -83,7 +83,7 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: $(DB) ## Measure import: fixed cost, 2,000 files, a 1,000,000-record report, memory shapes, ARF (BENCH_ONLY=fixed,files,large,memory,arf)
+bench: $(DB) ## Measure import (fixed cost, 2,000 files, a 1,000,000-record report, memory shapes, ARF) and the rollups and HTML report over 10M records (BENCH_ONLY=fixed,files,large,memory,arf,views)
 	$(CARGO) build --release -p dmarcpipe -p dmarcpipe-bench
 	@[ -f $(BENCH_CORPUS)/manifest.json ] || target/release/dmarcpipe-bench generate $(BENCH_CORPUS)
 	target/release/dmarcpipe-bench run --binary $(BIN) --corpus $(BENCH_CORPUS) --only "$${BENCH_ONLY:-all}"

@@ -23,7 +23,9 @@
 //! `import` of an empty directory and of `import -` of one small report over TCP and the Unix
 //! socket (`fixed.rs`); `files`, the 2,000 files, with the share of the cores left idle;
 //! `large`, the million-record report as gzip and as plain XML; `memory`, the inputs shaped to
-//! make memory grow (`memory.rs`); `arf`, 2,000 failure reports sealed and stored (`arf.rs`).
+//! make memory grow (`memory.rs`); `arf`, 2,000 failure reports sealed and stored (`arf.rs`);
+//! `views`, every rollup key and the visual report over 10 million generated records (the
+//! `rollups` and `report` runs below on data generated once, about five minutes).
 //! Every `dmarcpipe` run has `DMARCPIPE_NO_ENRICH=1`: enrichment runs apart from storing.
 //! `compare` (`make bench-compare`) runs parsedmarc and dmarcpipe side by side: `compare.rs`.
 //!
@@ -158,7 +160,7 @@ fn create_database(binary: &Path, purpose: &str) -> Result<(String, String, Stri
 /// at the end unless `--keep` is given, or the database of an earlier run kept that way
 /// (`--database NAME`, on the server of `DATABASE_URL`), brought to the binary's schema and
 /// measured as it is, without generating again.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct GeneratedData {
     pub admin: String,
     pub database: String,
@@ -302,7 +304,7 @@ impl CpuTicks {
 }
 
 /// The phases of `run`, as `--only` (`BENCH_ONLY`) names them.
-const PHASES: &[&str] = &["fixed", "files", "large", "memory", "arf"];
+const PHASES: &[&str] = &["fixed", "files", "large", "memory", "arf", "views"];
 
 fn run(binary: &Path, corpus: &Path, jobs: Option<u32>, only: &[String]) -> Result<()> {
     for phase in only {
@@ -332,7 +334,25 @@ fn run(binary: &Path, corpus: &Path, jobs: Option<u32>, only: &[String]) -> Resu
     if wanted("arf") {
         arf::run(binary, corpus)?;
     }
+    if wanted("views") {
+        views(binary)?;
+    }
     Ok(())
+}
+
+/// Every rollup key and the visual report over 10 million generated records from 100,000
+/// sources (`make bench-rollups` and `make bench-report` in one, on data generated once).
+fn views(binary: &Path) -> Result<()> {
+    const RECORDS: u64 = 10_000_000;
+    const IPS: u64 = 100_000;
+    let data = GeneratedData::open(binary, "views", None, false)?;
+    let result = rollups::run(binary, &data, RECORDS, IPS).and_then(|()| {
+        // The data is there now, compacted by the rollups' first report.
+        let generated = GeneratedData { fresh: false, keep: false, ..data.clone() };
+        report::run(binary, &generated, RECORDS, IPS)
+    });
+    data.close()?;
+    result
 }
 
 const MB: f64 = (1 << 20) as f64;
