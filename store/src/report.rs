@@ -213,7 +213,8 @@ async fn data_days(pool: &PgPool, filter: &RollupFilter) -> Result<Option<(Naive
 ///
 /// The period's sums per source and the classes are added up in `bigint`, and the whole report
 /// again in `numeric` should a sum pass 64 bits (see [`Sums`]). The previous period's classes
-/// are added up on a connection of their own while the period is.
+/// and the classes of each day are added up on a connection of their own while the period is
+/// classified on another (the pool of `report` has two).
 pub async fn gather(pool: &PgPool, filter: &RollupFilter) -> Result<ReportData, StoreError> {
     with_sums(async |sums| gather_with(pool, filter, sums).await).await
 }
