@@ -204,11 +204,10 @@ pub(crate) async fn rollup_table(
     for mut row in rows {
         let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
         let values = std::iter::once(row.key.take()).chain(std::mem::take(&mut row.details));
-        let mut cells: Vec<Cell> = key_columns
-            .iter()
-            .zip(values.chain(std::iter::repeat(None)))
-            .map(|(&(.., kind), value)| kind.cell(value))
-            .collect();
+        let mut cells: Vec<Cell> = Vec::with_capacity(table.columns.len());
+        cells.extend(
+            key_columns.iter().zip(values.chain(std::iter::repeat(None))).map(|(&(.., kind), value)| kind.cell(value)),
+        );
         cells.extend([
             row.messages.0.into(),
             row.dmarc_pass.0.into(),
