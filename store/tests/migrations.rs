@@ -18,14 +18,29 @@ fn migrations() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
 }
 
-/// `migrations/landed.sha256`: file name and SHA-256 of every migration.
+/// File name and SHA-256 of every migration: those of the first versions in
+/// `migrations/landed.sha256` (a list closed since), each later one in a file of its own,
+/// `migrations/checksums/NAME.sql.sha256`, written once with the migration. Both are in
+/// `sha256sum` format, so no checksum file is ever edited.
 fn landed() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(migrations().join("landed.sha256")).expect("migrations/landed.sha256");
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (hash, name) = line.split_once("  ").expect("`HASH  FILE` lines, as sha256sum writes them");
-            (name.to_owned(), hash.to_owned())
+    let mut files = vec![migrations().join("landed.sha256")];
+    let mut own: Vec<PathBuf> = std::fs::read_dir(migrations().join("checksums"))
+        .expect("migrations/checksums/ is readable")
+        .map(|entry| entry.expect("an entry").path())
+        .collect();
+    own.sort();
+    files.extend(own);
+    files
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+            text.lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| {
+                    let (hash, name) = line.split_once("  ").expect("`HASH  FILE` lines, as sha256sum writes them");
+                    (name.to_owned(), hash.to_owned())
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -48,8 +63,15 @@ fn landed_migrations_never_change() {
         .collect();
     files.sort();
     let listed: Vec<&String> = landed.iter().map(|(name, _)| name).collect();
+    let mut distinct = listed.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), listed.len(), "a migration has two checksums");
     for file in &files {
-        assert!(listed.contains(&file), "{file} is not in migrations/landed.sha256: add its line (sha256sum {file})");
+        assert!(
+            listed.contains(&file),
+            "{file} has no checksum: add migrations/checksums/{file}.sha256 (cd migrations; sha256sum {file} > checksums/{file}.sha256)"
+        );
     }
     // Every file sqlx embeds is one of them.
     assert_eq!(MIGRATOR.iter().count(), files.len());
