@@ -21,8 +21,8 @@ const FILTERS: [(&str, &[&str]); 3] =
 
 const RUNS: usize = 5;
 
-/// Seconds of one `dmarcpipe report` run with these arguments.
-fn timed(binary: &Path, url: &str, args: &[&str]) -> Result<f64> {
+/// Seconds of one `dmarcpipe report` run with these arguments (the rollups' runs too).
+pub(crate) fn timed(binary: &Path, url: &str, args: &[&str]) -> Result<f64> {
     let started = Instant::now();
     let output = Command::new(binary)
         .env("DATABASE_URL", url)

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{GeneratedData, psql, psql_value};
 
@@ -129,20 +129,11 @@ ON CONFLICT (ip) DO NOTHING"
     )
 }
 
-/// Seconds of one `dmarcpipe report` run.
+/// Seconds of one `dmarcpipe report --by KEY` run with the filter's arguments.
 fn report(binary: &Path, url: &str, key: &str, filter: &[&str]) -> Result<f64> {
-    let started = Instant::now();
-    let output = Command::new(binary)
-        .env("DATABASE_URL", url)
-        .args(["report", "--by", key, "--format", "csv", "--output", "/dev/null"])
-        .args(filter)
-        .output()
-        .context("running dmarcpipe report")?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !output.status.success() {
-        bail!("report --by {key} {filter:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(seconds)
+    let mut args = vec!["--by", key, "--format", "csv", "--output", "/dev/null"];
+    args.extend_from_slice(filter);
+    crate::report::timed(binary, url, &args)
 }
 
 /// Median milliseconds of each key and filter; prints them, returns the slowest.

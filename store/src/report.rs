@@ -100,12 +100,8 @@ fn classified(span: Span, filter: &RollupFilter, sums: Sums) -> String {
     )
 }
 
-/// The sums of the four classes, as text (exact numerics).
-const CLASS_SUMS: &str = "coalesce(sum(compliant), 0)::text AS compliant, \
-    coalesce(sum(forwarded), 0)::text AS forwarded, coalesce(sum(misconfigured), 0)::text AS misconfigured, \
-    coalesce(sum(unknown), 0)::text AS unknown";
-
-/// [`CLASS_SUMS`] added up as `sums` says, of classes whose counts are `bigint`.
+/// The sums of the four classes, as text, added up as `sums` says (`numeric` sums of
+/// `bigint` or `numeric` classes; `bigint` sums of `bigint` classes only).
 fn class_sums(sums: Sums) -> String {
     ["compliant", "forwarded", "misconfigured", "unknown"]
         .map(|class| format!("coalesce({}, 0)::text AS {class}", sums.sum(class)))
@@ -342,12 +338,13 @@ async fn daily_classes(
     // day and source where every message passed add nothing to the other classes, and are
     // most rows (an index holds the others, which are classified as they are: see [`Span`]).
     let sql = format!(
-        "SELECT day, {CLASS_SUMS} FROM ( \
+        "SELECT day, {class_sums} FROM ( \
              SELECT day, messages AS compliant, 0 AS forwarded, 0 AS misconfigured, 0 AS unknown \
              FROM dmarc_daily WHERE {DAILY_FILTER} AND dmarc_result = 'pass' \
              UNION ALL \
              SELECT day, 0, forwarded, misconfigured, unknown FROM ({classified}) c \
          ) c GROUP BY day",
+        class_sums = class_sums(Sums::Numeric),
         classified = classified(Span::FailingRows, &period, Sums::Numeric),
     );
     let rows: Vec<Day> = fetch(conn, sql, &period).await?;
@@ -388,11 +385,12 @@ async fn top_sources(conn: &mut PgConnection, filter: &RollupFilter) -> Result<V
              SELECT host(source_ip) AS ip, min(ptr_name) AS host, min(sender_name) AS sender, \
                     min(sender_kind) AS sender_kind, min(country_code) AS country_code, min(asn) AS asn, \
                     min(as_org) AS as_org, sum(messages)::text AS messages, sum(dmarc_pass)::text AS dmarc_pass, \
-                    sum(dkim_aligned)::text AS dkim_aligned, sum(spf_aligned)::text AS spf_aligned, {CLASS_SUMS} \
+                    sum(dkim_aligned)::text AS dkim_aligned, sum(spf_aligned)::text AS spf_aligned, {class_sums} \
              FROM report_classified \
              WHERE source_ip IN (SELECT source_ip FROM top) \
                 OR (source_ip IS NULL AND EXISTS (SELECT FROM top WHERE source_ip IS NULL)) \
-             GROUP BY source_ip ORDER BY sum(messages) DESC, source_ip"
+             GROUP BY source_ip ORDER BY sum(messages) DESC, source_ip",
+            class_sums = class_sums(Sums::Numeric),
         ),
         filter,
     )
@@ -606,16 +604,18 @@ async fn groups(
     filter: &RollupFilter,
     limit: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    let (key, detail) = match key {
-        RollupKey::Host => ("coalesce(ptr_base_domain, 'unknown')", "NULL::text"),
-        RollupKey::Sender => ("coalesce(sender_name, 'unknown')", "min(sender_kind)"),
-        RollupKey::Country => ("coalesce(country_code, 'unknown')", "min(country_name)"),
-        other => return Err(StoreError::Data(format!("the report has no groups by {}", other.name()))),
-    };
+    // The key and details as the rollup by that key has them, over `report_sources` (which has
+    // the columns of `source_ips` they read, hence its name `i`).
+    let (key_expression, details) = match key {
+        RollupKey::Host | RollupKey::Sender | RollupKey::Country => key.source_expressions(),
+        _ => None,
+    }
+    .map(|(key, _, details)| (key, details))
+    .ok_or_else(|| StoreError::Data(format!("the report has no groups by {}", key.name())))?;
     #[derive(FromRow)]
     struct Group {
         key: Option<String>,
-        detail: Option<String>,
+        details: Vec<Option<String>>,
         messages: Count,
         dmarc_pass: Count,
         dkim_aligned: Count,
@@ -625,10 +625,10 @@ async fn groups(
     let rows: Vec<Group> = fetch(
         conn,
         format!(
-            "SELECT {key} AS key, {detail} AS detail, sum(messages)::text AS messages, \
+            "SELECT {key_expression} AS key, {details} AS details, sum(messages)::text AS messages, \
                     sum(dmarc_pass)::text AS dmarc_pass, sum(dkim_aligned)::text AS dkim_aligned, \
                     sum(spf_aligned)::text AS spf_aligned, count(source_ip) AS sources \
-             FROM report_sources GROUP BY 1 ORDER BY sum(messages) DESC, 1 LIMIT {limit}"
+             FROM report_sources i GROUP BY 1 ORDER BY sum(messages) DESC, 1 LIMIT {limit}"
         ),
         filter,
     )
@@ -637,7 +637,7 @@ async fn groups(
         .into_iter()
         .map(|row| GroupRow {
             key: row.key.filter(|key| key != "unknown"),
-            detail: row.detail,
+            detail: row.details.into_iter().next().flatten(),
             messages: row.messages.0,
             dmarc_pass: row.dmarc_pass.0,
             dkim_aligned: row.dkim_aligned.0,

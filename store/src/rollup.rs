@@ -91,7 +91,7 @@ impl RollupKey {
     /// joined at query time), another expression the rows are grouped by (or nothing), and the details (a
     /// text array). Sources not yet enriched, or of which nothing was found, group as
     /// `unknown` (text keys) or NULL (ASN, location).
-    fn source_expressions(self) -> Option<(&'static str, &'static str, &'static str)> {
+    pub(crate) fn source_expressions(self) -> Option<(&'static str, &'static str, &'static str)> {
         Some(match self {
             // NULL for records whose source address was missing or unreadable.
             // Not grouped: the sums come one row per source (see [`query`]).
