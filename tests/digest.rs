@@ -307,20 +307,6 @@ async fn the_digest_without_chromium_says_the_pdf_is_missing(pool: PgPool) {
     assert!(html.contains("The PDF summary is not attached") && html.contains("apt-get install chromium"), "{html}");
 }
 
-/// A certificate for 127.0.0.1 (openssl), for STARTTLS.
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (certificate, key) = (dir.join("relay.pem"), dir.join("relay-key.pem"));
-    let output = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-keyout", path(&key), "-out", path(&certificate)])
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    (certificate, key)
-}
-
 /// A config file whose `[digest]` points at `relay`, with these extra lines.
 fn config(dir: &Path, relay: SocketAddr, extra: &str) -> PathBuf {
     let file = dir.join("dmarcpipe.toml");
@@ -340,9 +326,9 @@ fn config(dir: &Path, relay: SocketAddr, extra: &str) -> PathBuf {
 #[sqlx::test]
 async fn starttls_to_a_relay_trusted_through_ca_file(pool: PgPool) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let (certificate, key) = certificate(dir.path());
+    let (certificate, key) = common::self_signed(dir.path(), "IP:127.0.0.1");
     let sink = Sink::start(Some((&certificate, &key))).await;
-    let file = config(dir.path(), sink.address, "tls = \"starttls\"\nca_file = \"relay.pem\"\n");
+    let file = config(dir.path(), sink.address, "tls = \"starttls\"\nca_file = \"cert.pem\"\n");
     let output =
         run(Dmarcpipe::on(&pool).env("DMARCPIPE_CONFIG", path(&file)), args(&["digest", "--period", "day"])).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -359,7 +345,7 @@ async fn starttls_to_a_relay_trusted_through_ca_file(pool: PgPool) {
 #[sqlx::test]
 async fn relay_errors_name_the_relay(pool: PgPool) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let (certificate, key) = certificate(dir.path());
+    let (certificate, key) = common::self_signed(dir.path(), "IP:127.0.0.1");
 
     // STARTTLS required, but the relay does not offer it: nothing is sent in clear.
     let plain = Sink::start(None).await;

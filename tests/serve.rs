@@ -180,24 +180,10 @@ async fn a_pipelined_session_is_stored(pool: PgPool) {
     assert!(served.stop().success());
 }
 
-/// A self-signed certificate for mx.dmarc.example, made by openssl.
-fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let output = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=mx.dmarc.example", "-addext", "subjectAltName=DNS:mx.dmarc.example"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-keyout", path(&key), "-out", path(&certificate)])
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    (certificate, key)
-}
-
 #[sqlx::test]
 async fn starttls_with_a_self_signed_certificate(pool: PgPool) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let (certificate, key) = self_signed(dir.path());
+    let (certificate, key) = common::self_signed(dir.path(), "DNS:mx.dmarc.example");
     let served =
         Served::start(&Dmarcpipe::on(&pool), &["--tls-certificate", path(&certificate), "--tls-key", path(&key)]);
     let transcript = Swaks::to(served.smtp).data(&sample("aggregate/google-zip-in-mail.eml")).arg("--tls").delivered();

@@ -108,6 +108,22 @@ pub async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await.expect("query runs").unwrap_or(0)
 }
 
+/// A self-signed certificate and its key (`cert.pem`, `key.pem` in `dir`), made by openssl,
+/// for `subject_alt_name` (`DNS:name` or `IP:address`, which is also its common name).
+pub fn self_signed(dir: &Path, subject_alt_name: &str) -> (PathBuf, PathBuf) {
+    let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let common_name = subject_alt_name.split_once(':').map_or(subject_alt_name, |(_, name)| name);
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={common_name}"), "-addext", &format!("subjectAltName={subject_alt_name}")])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", path(&key), "-out", path(&certificate)])
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (certificate, key)
+}
+
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
