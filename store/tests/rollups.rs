@@ -615,3 +615,36 @@ async fn sums_past_64_bits_are_exact_by_every_key_of_the_sources(pool: PgPool) {
     assert_eq!(data.classes.total(), past.0 + 4);
     assert_eq!(data.senders.iter().map(|group| group.messages).sum::<i128>(), past.0 + 4);
 }
+
+/// By source, the most messages first, and sources of as many messages in the order of their
+/// addresses (numerically: 10.0.0.9 before 10.0.0.10, IPv4 before IPv6), the records without
+/// an address last; each row with what is known of its source.
+#[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
+async fn sources_of_as_many_messages_come_in_address_order(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let report = ReportBuilder::new("order.example", "order-1", "example.com", NOV_2)
+        .record("2001:db8::1", 5, "none", "pass", "pass")
+        .record("10.0.0.10", 5, "none", "pass", "pass")
+        .record("10.0.0.9", 5, "none", "pass", "fail")
+        .record("192.0.2.1", 7, "none", "fail", "fail")
+        .record("not an address", 5, "none", "pass", "pass");
+    ingest(&store, report).await;
+    enrich(&pool).await;
+    let rows = rollup::query(&pool, RollupKey::Source, &RollupFilter::default()).await.expect("rollup by source");
+    let keys: Vec<Option<&str>> = rows.iter().map(|row| row.key.as_deref()).collect();
+    assert_eq!(keys, [Some("192.0.2.1"), Some("10.0.0.9"), Some("10.0.0.10"), Some("2001:db8::1"), None]);
+    assert_eq!(rows[0].messages, Count(7));
+    assert_eq!(rows[0].dmarc_fail, Count(7));
+    assert_eq!(
+        rows[0].details,
+        [
+            Some("mail-a.google.com".to_owned()),
+            Some("Google Workspace".to_owned()),
+            Some("US".to_owned()),
+            Some("15169".to_owned())
+        ]
+    );
+    assert_eq!(rows[1].details, [None, None, None, None]);
+    assert_eq!(rows[1].spf_aligned, Count(0));
+    assert_eq!(rows.iter().map(|row| row.sources).collect::<Vec<_>>(), [Some(1), Some(1), Some(1), Some(1), Some(0)]);
+}
