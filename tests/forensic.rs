@@ -120,6 +120,14 @@ async fn forensic_samples_are_imported_listed_shown_and_counted(pool: PgPool) {
     let forensic: i64 =
         by_domain.as_array().expect("rows").iter().map(|row| row["forensic"].as_i64().expect("a forensic count")).sum();
     assert_eq!(forensic, scalar(&pool, "SELECT count(*) FROM forensic_reports, unnest(reported_domains)").await);
+    // By day, the days of failure reports only are rows of their own, in the order of days.
+    let by_day = json(&dmarcpipe.run(&["report", "--by", "day", "--format", "json"]));
+    let days: Vec<&str> =
+        by_day.as_array().expect("rows").iter().map(|row| row["day"].as_str().expect("a day")).collect();
+    assert!(days.len() > 1 && days.is_sorted(), "{days:?}");
+    let forensic: i64 =
+        by_day.as_array().expect("rows").iter().map(|row| row["forensic"].as_i64().expect("a forensic count")).sum();
+    assert_eq!(forensic, scalar(&pool, "SELECT count(*) FROM forensic_reports").await);
     let by_type = json(&dmarcpipe.run(&["report", "--by", "auth-failure", "--format", "json"]));
     let dmarc = by_type.as_array().expect("rows").iter().find(|row| row["auth_failure"] == "dmarc").expect("dmarc");
     assert_eq!(

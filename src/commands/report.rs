@@ -4,6 +4,7 @@
 //! reports instead. `--format html|pdf`: the visual report (every view in one page; the PDF is
 //! its executive summary, printed by headless Chromium, see [`super::pdf`]).
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
@@ -157,28 +158,22 @@ async fn compact(store: &Store) {
 }
 
 /// The aggregate rollup by `key`, with a `forensic` column of failure reports when they can
-/// be counted by the same key (keys with failure reports only get a row of their own).
+/// be counted by the same key (keys with failure reports only get a row of their own). Each
+/// row becomes the table's cells as it arrives (see [`rollup::query_map`]).
 pub(crate) async fn rollup_table(
     store: &Store,
     key: RollupKey,
     forensic_key: Option<CountKey>,
     filter: &RollupFilter,
 ) -> Result<Table> {
-    let mut rows = rollup::query(store.pool(), key, filter).await.context("cannot query the rollups")?;
-    let mut forensic_counts = std::collections::HashMap::new();
-    if let Some(forensic_key) = forensic_key {
-        let counts =
-            forensic::counts(store.pool(), forensic_key, filter).await.context("cannot count failure reports")?;
-        for (value, count) in counts {
-            if !rows.iter().any(|row| row.key == value) {
-                rows.push(RollupRow { key: value.clone(), ..RollupRow::default() });
-            }
-            forensic_counts.insert(value, count);
-        }
-        if key == RollupKey::Day {
-            rows.sort_by(|a, b| a.key.cmp(&b.key));
-        }
-    }
+    let forensic_counts: HashMap<Option<String>, i64> = match forensic_key {
+        Some(forensic_key) => forensic::counts(store.pool(), forensic_key, filter)
+            .await
+            .context("cannot count failure reports")?
+            .into_iter()
+            .collect(),
+        None => HashMap::new(),
+    };
     let key_columns = key_columns(key);
     let mut columns: Vec<(&str, &str)> = key_columns.iter().map(|&(name, title, _)| (name, title)).collect();
     columns.extend([
@@ -201,10 +196,11 @@ pub(crate) async fn rollup_table(
         columns.push(("forensic", "forensic"));
     }
     let mut table = Table::titled(columns);
-    for mut row in rows {
+    let width = table.columns.len();
+    let cells = |mut row: RollupRow| -> Vec<Cell> {
         let forensic = forensic_key.map(|_| Cell::from(forensic_counts.get(&row.key).copied().unwrap_or(0)));
         let values = std::iter::once(row.key.take()).chain(std::mem::take(&mut row.details));
-        let mut cells: Vec<Cell> = Vec::with_capacity(table.columns.len());
+        let mut cells: Vec<Cell> = Vec::with_capacity(width);
         cells.extend(
             key_columns.iter().zip(values.chain(std::iter::repeat(None))).map(|(&(.., kind), value)| kind.cell(value)),
         );
@@ -223,9 +219,37 @@ pub(crate) async fn rollup_table(
             cells.push(row.sources.unwrap_or(0).into());
         }
         cells.extend(forensic);
-        table.push(cells);
+        cells
+    };
+    // The keys with failure reports that have a row (few: most keys have none).
+    let mut with_row = HashSet::new();
+    let rows = rollup::query_map(store.pool(), key, filter, |row| {
+        if forensic_counts.contains_key(&row.key) {
+            with_row.insert(row.key.clone());
+        }
+        cells(row)
+    })
+    .await
+    .context("cannot query the rollups")?;
+    table.rows = rows;
+    let mut forensic_only: Vec<&Option<String>> =
+        forensic_counts.keys().filter(|value| !with_row.contains(*value)).collect();
+    forensic_only.sort();
+    for value in forensic_only {
+        table.push(cells(RollupRow { key: value.clone(), ..RollupRow::default() }));
+    }
+    if key == RollupKey::Day && forensic_key.is_some() {
+        table.rows.sort_by(|a, b| day_of(a).cmp(&day_of(b)));
     }
     Ok(table)
+}
+
+/// The day of a row of the rollup by day (its first cell), `None` for a row without one.
+fn day_of(row: &[Cell]) -> Option<&str> {
+    match row.first() {
+        Some(Cell::Text(day)) => Some(day),
+        _ => None,
+    }
 }
 
 /// How the values of a key or detail column are shown.
