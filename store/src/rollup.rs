@@ -554,7 +554,7 @@ pub async fn query(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Resu
 
 /// [`query`], each row handed to `map` as it arrives, and what it makes of it kept: a rollup
 /// by source has a row per source, and holding 100,000 of them as rows and again as what is
-/// made of them took most of a report's memory and a third of its time (in page faults).
+/// made of them took most of a report's memory, and page faults a third of its CPU time.
 /// When the sums have to be added up again as exact numbers (past 64 bits), what was made of
 /// the first rows is dropped and `map` sees every row again.
 pub async fn query_map<T>(
