@@ -9,8 +9,6 @@
 pub mod digest;
 pub mod report;
 
-use std::borrow::Cow;
-
 use comfy_table::{CellAlignment, ContentArrangement, LineStyle, TableStyle};
 use serde_json::{Map, Value};
 
@@ -58,12 +56,15 @@ impl<T: Into<Cell>> From<Option<T>> for Cell {
 }
 
 impl Cell {
-    fn display(&self) -> Cow<'_, str> {
+    /// As written in CSV: numbers are formatted into `buffer` (one buffer for a whole table,
+    /// rather than a new string per number: a rollup by source has ten per row and a row per
+    /// source).
+    fn display<'a>(&'a self, buffer: &'a mut String) -> &'a str {
         match self {
-            Cell::Text(text) => Cow::Borrowed(text),
-            Cell::Int(value) => Cow::Owned(value.to_string()),
-            Cell::Share(fraction) | Cell::Number(fraction) => Cow::Owned(fraction.to_string()),
-            Cell::Null => Cow::Borrowed(""),
+            Cell::Text(text) => text,
+            Cell::Int(value) => formatted(buffer, value),
+            Cell::Share(fraction) | Cell::Number(fraction) => formatted(buffer, fraction),
+            Cell::Null => "",
         }
     }
 
@@ -71,7 +72,7 @@ impl Cell {
     fn display_for_people(&self) -> String {
         match self {
             Cell::Share(fraction) => format!("{:.2}%", fraction * 100.0),
-            other => other.display().into_owned(),
+            other => other.display(&mut String::new()).to_owned(),
         }
     }
 
@@ -166,14 +167,24 @@ pub fn csv(table: &Table) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     // Writing to a Vec cannot fail.
     let _ = writer.write_record(&table.columns);
+    let mut number = String::new();
     for row in &table.rows {
         for cell in row {
-            let _ = writer.write_field(cell.display().as_bytes());
+            let _ = writer.write_field(cell.display(&mut number).as_bytes());
         }
         let _ = writer.write_record(None::<&[u8]>);
     }
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// `value` written into `buffer`, emptied first.
+fn formatted<'a>(buffer: &'a mut String, value: &impl std::fmt::Display) -> &'a str {
+    use std::fmt::Write as _;
+    buffer.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(buffer, "{value}");
+    buffer
 }
 
 /// A JSON array of objects, one per row.
