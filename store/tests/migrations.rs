@@ -20,13 +20,15 @@ fn migrations() -> PathBuf {
 
 /// File name and SHA-256 of every migration: those of the first versions in
 /// `migrations/landed.sha256` (a list closed since), each later one in a file of its own,
-/// `migrations/checksums/NAME.sql.sha256`, written once with the migration. Both are in
-/// `sha256sum` format, so no checksum file is ever edited.
+/// `migrations/checksums/NAME.sql.sha256`, written once with the migration (see
+/// `migrations/checksums/README.md`). Both are in `sha256sum` format, so no checksum file is
+/// ever edited.
 fn landed() -> Vec<(String, String)> {
     let mut files = vec![migrations().join("landed.sha256")];
     let mut own: Vec<PathBuf> = std::fs::read_dir(migrations().join("checksums"))
         .expect("migrations/checksums/ is readable")
         .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "sha256"))
         .collect();
     own.sort();
     files.extend(own);
