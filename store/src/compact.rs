@@ -144,7 +144,7 @@ pub async fn compact(pool: &PgPool) -> Result<Option<Compacted>, StoreError> {
                     savepoint.commit().await?;
                     break;
                 }
-                Err(err) if attempt == 0 && is_out_of_range(&err) => {
+                Err(err) if attempt == 0 && err.is_out_of_range() => {
                     savepoint.rollback().await?;
                     held_back = hold_back(&mut tx, family).await?;
                 }
@@ -260,9 +260,4 @@ async fn summed_columns(conn: &mut PgConnection, level: &Level) -> Result<Vec<St
         sums.push(column);
     }
     Ok(sums)
-}
-
-/// A value out of range for its type: here, a sum past 2<sup>63</sup>.
-fn is_out_of_range(err: &StoreError) -> bool {
-    matches!(err, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22003"))
 }

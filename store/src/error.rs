@@ -58,7 +58,7 @@ impl StoreError {
     }
 
     /// True when a number did not fit its type (SQLSTATE 22003): a `bigint` sum past 64 bits,
-    /// which the rollups then add up again as exact `numeric` sums.
+    /// which the rollups then add up again as exact `numeric` sums, and compaction holds back.
     pub(crate) fn is_out_of_range(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22003"))
     }

@@ -160,12 +160,7 @@ async fn fetch<O>(conn: &mut PgConnection, sql: String, filter: &RollupFilter) -
 where
     O: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
-    Ok(sqlx::query_as(AssertSqlSafe(sql))
-        .bind(&filter.domain)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_all(conn)
-        .await?)
+    Ok(filter.query_as(sql).fetch_all(conn).await?)
 }
 
 #[derive(FromRow)]
@@ -594,10 +589,9 @@ async fn forensic(conn: &mut PgConnection, filter: &RollupFilter) -> Result<Vec<
         .collect())
 }
 
-/// The first `limit` rows of the rollup by host, sender or country as groups (their first
-/// detail: the sender's kind, the country's name).
 /// The period's messages by host, sending service or country, from `report_sources` (the same
-/// figures as `rollup::query` by that key), most messages first, at most `limit` rows.
+/// figures as `rollup::query` by that key), most messages first, at most `limit` rows, each
+/// with its first detail (the sender's kind, the country's name).
 async fn groups(
     conn: &mut PgConnection,
     key: RollupKey,

@@ -20,7 +20,9 @@ use std::sync::LazyLock;
 use chrono::NaiveDate;
 use dmarcpipe_ingest::model::{Disposition, DkimResult, Record, ReportHeader, Verdict, WireEnum};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, FromRow, PgPool};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryAs;
+use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres};
 
 use crate::error::StoreError;
 use crate::rows::{DailyRow, SourceRow, copy_statement};
@@ -147,20 +149,23 @@ pub struct RollupFilter {
 }
 
 impl RollupFilter {
-    /// Runs a query whose parameters are this filter (`$1` domain, `$2` since, `$3` until) and
-    /// returns its rows (the rollups here, the failure report counts in `forensic`, the TLS
-    /// rollups in `tlsrpt`). `sql` must be formatted from constant expressions only: it is run
-    /// as it is.
+    /// A query whose parameters are this filter (`$1` domain, `$2` since, `$3` until): the
+    /// rollups here, the visual report's figures in `report`, the failure report counts in
+    /// `forensic`, the TLS rollups in `tlsrpt`. `sql` must be formatted from constant
+    /// expressions only: it is run as it is.
+    pub(crate) fn query_as<O>(&self, sql: String) -> QueryAs<'_, Postgres, O, PgArguments>
+    where
+        O: for<'r> FromRow<'r, PgRow>,
+    {
+        sqlx::query_as(AssertSqlSafe(sql)).bind(&self.domain).bind(self.since).bind(self.until)
+    }
+
+    /// The rows of [`RollupFilter::query_as`].
     pub(crate) async fn fetch_all<O>(&self, pool: &PgPool, sql: String) -> Result<Vec<O>, StoreError>
     where
-        O: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(sqlx::query_as(AssertSqlSafe(sql))
-            .bind(&self.domain)
-            .bind(self.since)
-            .bind(self.until)
-            .fetch_all(pool)
-            .await?)
+        Ok(self.query_as(sql).fetch_all(pool).await?)
     }
 }
 
@@ -224,8 +229,8 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Count {
 /// array, the sums as text) took a quarter of the query.
 struct SourceRollupRow(RollupRow);
 
-impl<'r> FromRow<'r, sqlx::postgres::PgRow> for SourceRollupRow {
-    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+impl<'r> FromRow<'r, PgRow> for SourceRollupRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row as _;
         let source: Option<ipnetwork::IpNetwork> = row.try_get(0)?;
         let details = vec![
@@ -590,11 +595,10 @@ async fn for_each_row<O>(
     mut each: impl FnMut(O),
 ) -> Result<(), StoreError>
 where
-    O: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
     use futures_util::TryStreamExt as _;
-    let mut rows =
-        sqlx::query_as(AssertSqlSafe(sql)).bind(&filter.domain).bind(filter.since).bind(filter.until).fetch(&mut **tx);
+    let mut rows = filter.query_as(sql).fetch(&mut **tx);
     while let Some(row) = rows.try_next().await? {
         each(row);
     }
