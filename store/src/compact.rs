@@ -5,11 +5,13 @@
 //!
 //! One compaction is one transaction under an advisory lock (a second compactor at the same
 //! time skips its turn): it deletes the appended rows it sees, and adds their sums to every
-//! level (the compacted children of the two tables, the source totals per policy domain, and
-//! per source over every domain, see
-//! `migrations/20261202050001_create_rollup_source_ip_totals.sql`). Rows appended by loads
-//! that commit meanwhile are not seen, and wait for the next compaction; queries read the
-//! appended rows and the compacted ones together, so they are exact at every moment.
+//! level (the compacted children of the two tables, the source totals per policy domain, per
+//! source over every domain, see `migrations/20261202050001_create_rollup_source_ip_totals.sql`,
+//! and per week and source, see `migrations/20261202190001_create_rollup_source_weeks.sql`).
+//! Rows appended by loads that commit meanwhile are not seen, and wait for the next
+//! compaction; queries read the appended rows and the compacted ones together, so they are
+//! exact at every moment. A level's key may be an expression of the appended rows' columns
+//! (the week of their day).
 //!
 //! Every column of a level that is not part of its key is a sum, found in the catalog, so a
 //! column added to an append-only table (and so to its compacted child) is summed too. A sum
@@ -24,11 +26,36 @@ use crate::error::StoreError;
 /// A level that appended rows are merged into.
 struct Level {
     table: &'static str,
-    /// The key, columns of both the level and the appended rows.
-    keys: &'static [&'static str],
+    /// The key.
+    keys: &'static [Key],
     /// Columns merged otherwise than by summing: (column, its value over appended rows, its
     /// merge with the existing row `l` and the new one `excluded`).
     merged: &'static [(&'static str, &'static str, &'static str)],
+}
+
+/// A column of a level's key, and its value for an appended row: most often the column of the
+/// same name, or an expression of the appended row's other columns (unqualified, so none of
+/// them may be named like a key column of the level).
+struct Key {
+    column: &'static str,
+    value: &'static str,
+}
+
+impl Key {
+    /// A key column that the appended rows have too.
+    const fn column(name: &'static str) -> Key {
+        Key { column: name, value: name }
+    }
+
+    /// The key's value for the appended row named `row`.
+    fn of_row(&self, row: &str) -> String {
+        if self.value == self.column { format!("{row}.{}", self.column) } else { self.value.to_owned() }
+    }
+}
+
+/// The keys of plain columns.
+macro_rules! keys {
+    ($($column:literal),*) => { &[$(Key::column($column)),*] };
 }
 
 /// An append-only table and its levels.
@@ -51,7 +78,7 @@ const FAMILIES: [Family; 2] = [
         taken: "compacting_rollup_daily",
         levels: &[Level {
             table: "aggregate_rollup_daily_compacted",
-            keys: &["day", "policy_domain", "org_name", "disposition", "dkim_aligned", "spf_aligned"],
+            keys: keys!["day", "policy_domain", "org_name", "disposition", "dkim_aligned", "spf_aligned"],
             merged: &[],
         }],
     },
@@ -61,11 +88,21 @@ const FAMILIES: [Family; 2] = [
         levels: &[
             Level {
                 table: "aggregate_rollup_sources_compacted",
-                keys: &["day", "policy_domain", "source_ip"],
+                keys: keys!["day", "policy_domain", "source_ip"],
                 merged: &[],
             },
-            Level { table: "aggregate_rollup_source_totals", keys: &["policy_domain", "source_ip"], merged: DAY_SPAN },
-            Level { table: "aggregate_rollup_source_ip_totals", keys: &["source_ip"], merged: DAY_SPAN },
+            Level {
+                table: "aggregate_rollup_source_totals",
+                keys: keys!["policy_domain", "source_ip"],
+                merged: DAY_SPAN,
+            },
+            Level { table: "aggregate_rollup_source_ip_totals", keys: keys!["source_ip"], merged: DAY_SPAN },
+            // Weeks begin on Monday (see migration 20261202190001).
+            Level {
+                table: "aggregate_rollup_source_weeks",
+                keys: &[Key { column: "week", value: "date_trunc('week', day)::date" }, Key::column("source_ip")],
+                merged: &[],
+            },
         ],
     },
 ];
@@ -177,9 +214,9 @@ pub async fn compact(pool: &PgPool) -> Result<Option<Compacted>, StoreError> {
 async fn merge(tx: &mut Transaction<'_, Postgres>, family: &Family) -> Result<(), StoreError> {
     for level in family.levels {
         let sums = summed_columns(tx, level).await?;
-        let keys = level.keys.join(", ");
-        let mut columns: Vec<&str> = level.keys.to_vec();
-        let mut values: Vec<String> = level.keys.iter().map(|key| (*key).to_owned()).collect();
+        let keys = level.key_columns().join(", ");
+        let mut columns: Vec<&str> = level.key_columns();
+        let mut values: Vec<String> = level.keys.iter().map(|key| key.value.to_owned()).collect();
         let mut updates: Vec<String> = Vec::new();
         for (column, value, merge) in level.merged {
             columns.push(column);
@@ -193,9 +230,10 @@ async fn merge(tx: &mut Transaction<'_, Postgres>, family: &Family) -> Result<()
         }
         // In the order of the key (the day first), so that the rows of a period lie together
         // on disk: a month's rollup then reads a twelfth of a year's pages, not nearly all.
+        let positions = (1..=level.keys.len()).map(|position| position.to_string()).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "INSERT INTO {table} AS l ({columns}) SELECT {values} FROM {taken} GROUP BY {keys} ORDER BY {keys} \
-             ON CONFLICT ({keys}) DO UPDATE SET {updates}",
+            "INSERT INTO {table} AS l ({columns}) SELECT {values} FROM {taken} GROUP BY {positions} \
+             ORDER BY {positions} ON CONFLICT ({keys}) DO UPDATE SET {updates}",
             table = level.table,
             columns = columns.join(", "),
             values = values.join(", "),
@@ -214,19 +252,25 @@ async fn hold_back(tx: &mut Transaction<'_, Postgres>, family: &Family) -> Resul
     let mut held = 0;
     for level in family.levels {
         let sums = summed_columns(tx, level).await?;
-        let keys = level.keys.join(", ");
+        let keys = level.key_columns().join(", ");
+        let values = level.keys.iter().map(|key| format!("{} AS {}", key.value, key.column)).collect::<Vec<_>>();
         let over = sums.iter().map(|column| format!("sum({column}) > 9223372036854775807")).collect::<Vec<_>>();
-        let same_key = level.keys.iter().map(|key| format!("t.{key} IS NOT DISTINCT FROM o.{key}")).collect::<Vec<_>>();
+        let same_key = level
+            .keys
+            .iter()
+            .map(|key| format!("{} IS NOT DISTINCT FROM o.{}", key.of_row("t"), key.column))
+            .collect::<Vec<_>>();
         let sql = format!(
             "WITH overflowing AS ( \
                  SELECT {keys} FROM ( \
-                     SELECT {keys}, {sums}, true AS taken FROM {taken} \
+                     SELECT {values}, {sums}, true AS taken FROM {taken} \
                      UNION ALL SELECT {keys}, {sums}, false FROM {table} \
                  ) u GROUP BY {keys} HAVING bool_or(taken) AND ({over}) \
              ), held AS ( \
                  DELETE FROM {taken} t USING overflowing o WHERE {same_key} RETURNING t.* \
              ) \
              INSERT INTO {appended} SELECT * FROM held",
+            values = values.join(", "),
             sums = sums.join(", "),
             taken = family.taken,
             table = level.table,
@@ -237,6 +281,13 @@ async fn hold_back(tx: &mut Transaction<'_, Postgres>, family: &Family) -> Resul
         held += sqlx::query(AssertSqlSafe(sql)).persistent(false).execute(&mut **tx).await?.rows_affected();
     }
     Ok(held)
+}
+
+impl Level {
+    /// The names of the key's columns.
+    fn key_columns(&self) -> Vec<&'static str> {
+        self.keys.iter().map(|key| key.column).collect()
+    }
 }
 
 /// The summed columns of a level: all but its key and merged columns, from the catalog.
@@ -250,7 +301,9 @@ async fn summed_columns(conn: &mut PgConnection, level: &Level) -> Result<Vec<St
     .await?;
     let mut sums = Vec::new();
     for column in columns {
-        if level.keys.contains(&column.as_str()) || level.merged.iter().any(|(merged, ..)| *merged == column) {
+        if level.keys.iter().any(|key| key.column == column)
+            || level.merged.iter().any(|(merged, ..)| *merged == column)
+        {
             continue;
         }
         // Formatted into statements: only plain lower-case names.

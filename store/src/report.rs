@@ -137,22 +137,13 @@ pub async fn classes(pool: &PgPool, filter: &RollupFilter) -> Result<Vec<ClassRo
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let mut tx = tuned(pool).await?;
+    let mut tx = rollup::tuned(pool).await?;
     let rows: Vec<(String, Count, Option<i64>)> = fetch(&mut tx, sql, filter).await?;
     tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|(class, messages, sources)| ClassRow { class, messages, sources: sources.unwrap_or(0) })
         .collect())
-}
-
-/// A connection of a transaction that hashes the sums of many sources in memory and does not
-/// compile queries (as rollup::query does).
-async fn tuned(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    Ok(tx)
 }
 
 /// Runs `sql` (formatted from constant expressions only) with the filter's parameters.
@@ -254,7 +245,7 @@ async fn classes_by_day(
     (first, end): (NaiveDate, NaiveDate),
     sums: Sums,
 ) -> Result<(ClassCounts, Vec<DayClasses>), StoreError> {
-    let mut tx = tuned(pool).await?;
+    let mut tx = rollup::tuned(pool).await?;
     let sql = format!("SELECT {} FROM ({}) c", class_sums(sums), classified(Span::Rows, previous, sums));
     let classes: Vec<ClassSums> = fetch(&mut tx, sql, previous).await?;
     let days = daily_classes(&mut tx, filter, first, end).await?;
@@ -265,7 +256,7 @@ async fn classes_by_day(
 /// The period's figures by class, source, result, reporter, host, sender and country, from
 /// its sums per policy domain and source classified once (`report_classified`).
 async fn period(pool: &PgPool, filter: &RollupFilter, sums: Sums, data: &mut ReportData) -> Result<(), StoreError> {
-    let mut tx = tuned(pool).await?;
+    let mut tx = rollup::tuned(pool).await?;
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TEMPORARY TABLE report_classified ON COMMIT DROP AS {}",
         classified(Span::Period, filter, sums)

@@ -260,14 +260,28 @@ async fn answered(pool: &PgPool, key: RollupKey, filter: &RollupFilter) -> Vec<R
     rows
 }
 
+/// The filters every key is checked with. Weeks begin on Monday (2026-11-02, 9, 16): the
+/// periods without a domain take their whole weeks from the weekly level and the other days
+/// from the rows per day, so they begin and end on every kind of day.
 fn filters() -> Vec<RollupFilter> {
     let day = |d| NaiveDate::from_ymd_opt(2026, 11, d);
+    let period = |since, until| RollupFilter { since, until, ..RollupFilter::default() };
     vec![
         RollupFilter::default(),
         RollupFilter { domain: Some("Example.COM".into()), ..RollupFilter::default() },
-        RollupFilter { since: day(3), ..RollupFilter::default() },
-        RollupFilter { until: day(3), ..RollupFilter::default() },
+        period(day(3), None),
+        period(None, day(3)),
         RollupFilter { domain: Some("example.com".into()), since: day(3), until: day(4) },
+        // A whole week, and days of the weeks before and after.
+        period(day(3), day(17)),
+        // Two whole weeks, no other day.
+        period(day(2), day(16)),
+        // Days of one week only.
+        period(day(4), day(6)),
+        // From a Monday on; up to a Tuesday.
+        period(day(9), None),
+        period(None, day(10)),
+        RollupFilter { domain: Some("example.com".into()), since: day(3), until: day(17) },
     ]
 }
 
@@ -343,9 +357,41 @@ async fn rollups_by_what_is_known_of_sources_equal_the_records(pool: PgPool) {
     .execute(&pool)
     .await
     .expect("a new source_ips row");
+    // The next weeks: a known source on Tuesday the 10th, a new one and one without an
+    // address on Monday the 16th.
+    ingest(
+        &store,
+        ReportBuilder::new("Reporter C", "c-2", "example.net", NOV_2 + 8 * DAY)
+            .record("192.0.2.3", 3, "none", "pass", "pass")
+            .record("192.0.2.9", 5, "quarantine", "fail", "fail"),
+    )
+    .await;
+    ingest(
+        &store,
+        ReportBuilder::new("Reporter A", "a-3", "example.com", NOV_2 + 14 * DAY)
+            .record("198.51.100.7", 11, "none", "fail", "pass")
+            .record("not-an-address", 2, "none", "pass", "fail"),
+    )
+    .await;
     assert_rollups_equal_records(&pool, "compacted and appended rows").await;
     compact::compact(&pool).await.expect("compaction runs").expect("not locked");
     assert_rollups_equal_records(&pool, "compacted twice").await;
+    // A row per week and source, the sums of the rows per day of its week.
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM (SELECT date_trunc('week', day)::date, source_ip, sum(messages), sum(dmarc_fail), \
+                 sum(records) FROM aggregate_rollup_sources_compacted GROUP BY 1, 2 \
+             EXCEPT SELECT week, source_ip, messages, dmarc_fail, records FROM aggregate_rollup_source_weeks) d"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM aggregate_rollup_source_weeks WHERE source_ip IS NULL").await,
+        2,
+        "records without an address, in two weeks"
+    );
     // One row per key in the compacted levels.
     assert_eq!(
         scalar(&pool, "SELECT count(*) FROM aggregate_rollup_sources_compacted WHERE source_ip = '192.0.2.1'").await,
@@ -468,6 +514,62 @@ async fn source_totals_over_every_domain_are_filled_on_upgrade(pool: PgPool) {
     assert_eq!(again, by_source);
 }
 
+/// The upgrade that adds the weekly level fills it from the compacted rows per day (not from
+/// the rows appended since, which the next compaction takes), and the rollups over a period
+/// read it at once.
+#[sqlx::test(migrations = false)]
+async fn source_weeks_are_filled_on_upgrade(pool: PgPool) {
+    dmarcpipe_store::MIGRATOR.run_to(20261202140001, &pool).await.expect("the schema before");
+    let columns = "day, policy_domain, source_ip, messages, dmarc_pass, dmarc_fail, disposition_none, \
+                   disposition_quarantine, disposition_reject, dkim_aligned, spf_aligned, records";
+    // Sunday the 1st, Monday the 2nd and Tuesday the 3rd; Monday the 9th; Tuesday the 17th.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO aggregate_rollup_sources_compacted ({columns}) VALUES \
+         ('2026-11-01', 'example.com', '192.0.2.1', 1, 1, 0, 1, 0, 0, 1, 1, 1), \
+         ('2026-11-02', 'example.com', '192.0.2.1', 10, 10, 0, 10, 0, 0, 10, 0, 2), \
+         ('2026-11-03', 'example.net', '192.0.2.1', 7, 7, 0, 7, 0, 0, 0, 7, 1), \
+         ('2026-11-09', 'example.com', '192.0.2.1', 100, 0, 100, 0, 0, 100, 0, 0, 1), \
+         ('2026-11-09', 'example.net', NULL, 3, 0, 3, 3, 0, 0, 0, 0, 1), \
+         ('2026-11-17', 'example.com', '2001:db8::1', 20, 20, 0, 20, 0, 0, 20, 20, 1)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("compacted rows");
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO aggregate_rollup_sources ({columns}) VALUES \
+         ('2026-11-10', 'example.com', '192.0.2.1', 1000, 0, 1000, 1000, 0, 0, 0, 0, 1)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("an appended row");
+    dmarcpipe_store::MIGRATOR.run(&pool).await.expect("the upgrade");
+
+    let weeks: Vec<(NaiveDate, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT week, host(source_ip), messages, records FROM aggregate_rollup_source_weeks ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the weekly level");
+    let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).expect("a day");
+    let ip = |text: &str| Some(text.to_owned());
+    assert_eq!(
+        weeks,
+        [
+            (NaiveDate::from_ymd_opt(2026, 10, 26).expect("a day"), ip("192.0.2.1"), 1, 1),
+            (day(2), ip("192.0.2.1"), 17, 3),
+            (day(9), ip("192.0.2.1"), 100, 1),
+            (day(9), None, 3, 1),
+            (day(16), ip("2001:db8::1"), 20, 1),
+        ]
+    );
+    // Monday the 2nd to Monday the 16th: two whole weeks, and the appended row.
+    let filter = RollupFilter { since: Some(day(2)), until: Some(day(16)), ..RollupFilter::default() };
+    let rows = rollup::query(&pool, RollupKey::Source, &filter).await.expect("by source");
+    let sums: Vec<(Option<&str>, Count, Count)> =
+        rows.iter().map(|row| (row.key.as_deref(), row.messages, row.dmarc_fail)).collect();
+    assert_eq!(sums, [(Some("192.0.2.1"), Count(1117), Count(1100)), (None, Count(3), Count(3))]);
+}
+
 #[sqlx::test(migrator = "dmarcpipe_store::MIGRATOR")]
 async fn the_source_views_equal_the_records(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
@@ -554,6 +656,14 @@ async fn compaction_sums_every_column_and_holds_back_sums_past_64_bits(pool: PgP
         scalar(&pool, "SELECT count(*) FROM ONLY aggregate_rollup_sources WHERE source_ip = '192.0.2.2'").await,
         1
     );
+    // Held back from every level, the weekly one too (where its sum would have fit).
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM aggregate_rollup_source_weeks").await, 1);
+    assert_eq!(scalar(&pool, "SELECT messages FROM aggregate_rollup_source_weeks").await, 40);
+    let november = RollupFilter { since: NaiveDate::from_ymd_opt(2026, 11, 1), ..RollupFilter::default() };
+    let rows = rollup::query(&pool, RollupKey::Source, &november).await.expect("by source over weeks");
+    let sums: Vec<(Option<&str>, Count)> = rows.iter().map(|row| (row.key.as_deref(), row.messages)).collect();
+    // The days of the period: the large total lies before them.
+    assert_eq!(sums, [(Some("192.0.2.1"), Count(40)), (Some("192.0.2.2"), Count(7))]);
     // The rollup is still exact, beyond 64 bits.
     let rows = rollup::query(&pool, RollupKey::Source, &RollupFilter::default()).await.expect("by source");
     assert_eq!(rows[0].key.as_deref(), Some("192.0.2.2"));
