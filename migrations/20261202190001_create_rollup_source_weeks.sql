@@ -6,7 +6,8 @@
 -- source, and only the days at either end from the daily level (store/src/rollup.rs,
 -- per_source).
 --
--- `week` is the Monday of the ISO week of the rows' days, date_trunc('week', day). Like the
+-- `week` is the Monday of the ISO week of the rows' days, date_trunc('week', day::timestamp)
+-- (a timestamp without time zone, so that the session's time zone plays no part). Like the
 -- levels of migrations 20261201150001 and 20261202050001, it is written only by compaction
 -- (store/src/compact.rs), in the transaction that takes the appended rows: at any moment the
 -- rows not yet compacted plus this level hold exactly the sums of the records. A migration
@@ -31,7 +32,7 @@ CREATE TABLE aggregate_rollup_source_weeks (
     records                bigint NOT NULL,
     forwarded_reason       bigint NOT NULL,
     dkim_unaligned         bigint NOT NULL,
-    CONSTRAINT aggregate_rollup_source_weeks_monday CHECK (week = date_trunc('week', week)::date)
+    CONSTRAINT aggregate_rollup_source_weeks_monday CHECK (week = date_trunc('week', week::timestamp)::date)
 );
 CREATE UNIQUE INDEX aggregate_rollup_source_weeks_key ON aggregate_rollup_source_weeks
     (week, source_ip) NULLS NOT DISTINCT;
@@ -41,7 +42,7 @@ SELECT pg_advisory_xact_lock(hashtext('dmarcpipe_compact_rollups'));
 INSERT INTO aggregate_rollup_source_weeks
     (week, source_ip, messages, dmarc_pass, dmarc_fail, disposition_none, disposition_quarantine,
      disposition_reject, dkim_aligned, spf_aligned, records, forwarded_reason, dkim_unaligned)
-SELECT date_trunc('week', day)::date, source_ip, sum(messages), sum(dmarc_pass), sum(dmarc_fail),
+SELECT date_trunc('week', day::timestamp)::date, source_ip, sum(messages), sum(dmarc_pass), sum(dmarc_fail),
        sum(disposition_none), sum(disposition_quarantine), sum(disposition_reject),
        sum(dkim_aligned), sum(spf_aligned), sum(records), sum(forwarded_reason),
        sum(dkim_unaligned)

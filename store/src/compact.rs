@@ -22,6 +22,7 @@
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::error::StoreError;
+use crate::rollup::Sums;
 
 /// A level that appended rows are merged into.
 struct Level {
@@ -100,7 +101,10 @@ const FAMILIES: [Family; 2] = [
             // Weeks begin on Monday (see migration 20261202190001).
             Level {
                 table: "aggregate_rollup_source_weeks",
-                keys: &[Key { column: "week", value: "date_trunc('week', day)::date" }, Key::column("source_ip")],
+                keys: &[
+                    Key { column: "week", value: "date_trunc('week', day::timestamp)::date" },
+                    Key::column("source_ip"),
+                ],
                 merged: &[],
             },
         ],
@@ -225,7 +229,8 @@ async fn merge(tx: &mut Transaction<'_, Postgres>, family: &Family) -> Result<()
         }
         for column in &sums {
             columns.push(column);
-            values.push(format!("sum({column})::bigint"));
+            // In 64 bits: a sum past them fails (SQLSTATE 22003) as the merge would.
+            values.push(Sums::Bigint.sum(column));
             updates.push(format!("{column} = l.{column} + excluded.{column}"));
         }
         // In the order of the key (the day first), so that the rows of a period lie together
